@@ -1,0 +1,1 @@
+"""The OS port: block devices, filesystems and mounts on the node's host."""
