@@ -1,0 +1,71 @@
+"""In-flight locks: a concurrent duplicate answers ABORTED, the key frees afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from csi_disk.errors import Aborted
+from csi_disk.locks import InFlight
+
+
+def test_second_holder_is_aborted_and_names_the_key() -> None:
+    locks = InFlight()
+    with (
+        locks.hold("d-abc"),
+        pytest.raises(Aborted, match="d-abc already in progress"),
+        locks.hold("d-abc"),
+    ):
+        pass
+
+
+def test_key_is_released_after_the_block_even_on_error() -> None:
+    locks = InFlight()
+    with pytest.raises(RuntimeError), locks.hold("k"):
+        raise RuntimeError("boom")
+    assert not locks.is_held("k")
+    with locks.hold("k"):
+        assert locks.is_held("k")
+
+
+def test_different_keys_do_not_block_each_other() -> None:
+    locks = InFlight()
+    with locks.hold("a"), locks.hold("b"):
+        assert locks.is_held("a") and locks.is_held("b")
+
+
+def test_exactly_one_of_many_threads_wins() -> None:
+    locks = InFlight()
+    start = threading.Barrier(16)
+    release = threading.Event()
+    outcomes: list[str] = []
+    guard = threading.Lock()
+
+    def worker() -> None:
+        start.wait()
+        try:
+            with locks.hold("vol"):
+                with guard:
+                    outcomes.append("won")
+                release.wait(5)
+        except Aborted:
+            with guard:
+                outcomes.append("aborted")
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    # Wait until every loser has reported, then let the winner go.
+    while True:
+        with guard:
+            if len(outcomes) >= 16 or outcomes.count("aborted") == 15:
+                break
+        time.sleep(0.001)
+    release.set()
+    for t in threads:
+        t.join()
+    assert outcomes.count("won") == 1
+    assert outcomes.count("aborted") == 15
+    assert not locks.is_held("vol")
