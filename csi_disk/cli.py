@@ -1,0 +1,178 @@
+"""Command line: ``csi-disk serve | emulator | manifests | demo``.
+
+Every ``serve`` flag can also come from an environment variable named
+``CSI_DISK_<FLAG>`` (``--attach-mode`` -> ``CSI_DISK_ATTACH_MODE``); a flag on the command
+line wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from csi_disk import __version__
+from csi_disk.config import ATTACH_MODES, MODES, Config
+
+ENV_PREFIX = "CSI_DISK_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # without the leading dashes
+    help: str
+    type: Callable[[str], Any] = str
+    choices: Sequence[str] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+SERVE_FLAGS = [
+    Flag("endpoint", "CSI endpoint: unix:///path/csi.sock or tcp://host:port"),
+    Flag("mode", "services to serve: all, controller or node", choices=MODES),
+    Flag("driver-name", "CSI driver name reported to Kubernetes"),
+    Flag(
+        "attach-mode",
+        "who attaches disks: node (NodeStageVolume) or controller (ControllerPublishVolume)",
+        choices=ATTACH_MODES,
+    ),
+    Flag("ecs-endpoint", "ECS API endpoint override, e.g. a VPC endpoint or the emulator"),
+    Flag("metadata-endpoint", "ECS instance metadata service base URL"),
+    Flag("region", "region id; read from the metadata service when empty"),
+    Flag("zone", "the controller's own zone; read from the metadata service when empty"),
+    Flag("node-id", "node id (ECS instance id); read from the metadata service when empty"),
+    Flag("metrics-address", "host:port serving Prometheus /metrics; empty disables it"),
+    Flag("log-level", "debug, info, warning or error", choices=LOG_LEVELS),
+    Flag("log-format", "text or json", choices=("text", "json")),
+    Flag("kubelet-dir", "kubelet's root directory; every request path must lie inside it", Path),
+    Flag("device-root", "host root prefix for /dev and /sys lookups", Path),
+    Flag("max-volumes-per-node", "volume limit reported by NodeGetInfo; 0 derives it", int),
+    Flag("sts-token-file", "JSON file with STS credentials, re-read when it changes"),
+    Flag("ram-role", "RAM role of the instance to take credentials from; empty: discover it"),
+    Flag("workers", "gRPC worker threads (the sidecars run up to 100 workers each)", int),
+    Flag("drain-timeout", "seconds to let in-flight calls finish on SIGTERM", float),
+    Flag("operation-timeout", "seconds to wait for a disk to settle in one call", float),
+    Flag("detach-before-delete", "detach a disk from its instance before DeleteVolume", _bool),
+    Flag(
+        "allow-takeover",
+        "attach a disk still held by a Running instance (loses that instance's unflushed writes)",
+        _bool,
+    ),
+]
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Config()
+    for flag in SERVE_FLAGS:
+        default = getattr(defaults, flag.dest)
+        shown = "" if default in ("", None) else default
+        parser.add_argument(
+            f"--{flag.name}",
+            dest=flag.dest,
+            type=flag.type,
+            choices=flag.choices,
+            default=None,
+            help=f"{flag.help} [env {flag.env}; default: {shown!s}]",
+        )
+    parser.add_argument("--version", action="version", version=f"csi-disk {__version__}")
+
+
+def config_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Config:
+    """Flags over environment over defaults."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    for flag in SERVE_FLAGS:
+        given = getattr(args, flag.dest, None)
+        if given is not None:
+            values[flag.dest] = given
+        elif flag.env in environ:
+            raw = environ[flag.env]
+            try:
+                values[flag.dest] = flag.type(raw)
+            except (ValueError, argparse.ArgumentTypeError) as err:
+                raise SystemExit(f"csi-disk: {flag.env}={raw!r}: {err}") from None
+            if flag.choices and values[flag.dest] not in flag.choices:
+                raise SystemExit(
+                    f"csi-disk: {flag.env}={raw!r}: choose from {', '.join(flag.choices)}"
+                )
+    known = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in values.items() if k in known})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csi-disk",
+        description="CSI driver for Alibaba Cloud ECS cloud disks.",
+    )
+    parser.add_argument("--version", action="version", version=f"csi-disk {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve CSI Identity, Controller and Node over gRPC",
+        description="Serve CSI over gRPC. " + (__doc__ or "").split("\n\n")[1].replace("\n", " "),
+    )
+    _add_serve_arguments(serve)
+
+    emulator = sub.add_parser("emulator", help="run the built-in ECS and metadata emulator")
+    _attach_optional(emulator, "csi_disk.emulator.cli")
+
+    manifests = sub.add_parser("manifests", help="render the Kubernetes manifests")
+    _attach_optional(manifests, "csi_disk.manifests")
+
+    demo = sub.add_parser("demo", help="play the topology-aware story end to end on the emulator")
+    _attach_optional(demo, "csi_disk.demo")
+    return parser
+
+
+def _attach_optional(parser: argparse.ArgumentParser, module_name: str) -> None:
+    """Let a subcommand's module add its own arguments and runner."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        message = f"{module_name} is not available: {err}"
+        parser.set_defaults(run=lambda args: _unavailable(message))
+        return
+    module.add_arguments(parser)
+    parser.set_defaults(run=module.run)
+
+
+def _unavailable(message: str) -> int:
+    print(f"csi-disk: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        from csi_disk import daemon
+
+        return daemon.run(config_from(args))
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The daemon's settings, resolved once from flags and environment by ``cli``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from csi_disk import DRIVER_NAME
+
+MODES = ("all", "controller", "node")
+ATTACH_MODES = ("node", "controller")
+
+
+@dataclass(frozen=True)
+class Config:
+    endpoint: str = "unix:///csi/csi.sock"
+    mode: str = "all"
+    driver_name: str = DRIVER_NAME
+    attach_mode: str = "node"
+    ecs_endpoint: str = ""  # empty: the public endpoint of the region
+    metadata_endpoint: str = "http://100.100.100.200"
+    region: str = ""  # empty: read from the metadata service
+    zone: str = ""  # empty: read from the metadata service (the controller's default zone)
+    node_id: str = ""  # empty: the instance id from the metadata service
+    metrics_address: str = ""  # host:port; empty disables the metrics endpoint
+    log_level: str = "info"
+    log_format: str = "text"
+    kubelet_dir: Path = Path("/var/lib/kubelet")
+    device_root: Path = Path("/")  # host-root prefix for /dev and /sys lookups
+    max_volumes_per_node: int = 0  # 0: derived from the instance type
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    sts_token_file: str = ""
+    ram_role: str = ""
+    workers: int = 128  # the sidecars run up to 100 workers each
+    drain_timeout: float = 30.0
+    operation_timeout: float = 300.0  # bound on waiting for a disk state change
+    detach_before_delete: bool = False
+    allow_takeover: bool = False  # attach a disk still held by a Running instance
+
+    @property
+    def serves_controller(self) -> bool:
+        return self.mode in ("all", "controller")
+
+    @property
+    def serves_node(self) -> bool:
+        return self.mode in ("all", "node")

@@ -1,0 +1,218 @@
+"""The daemon as operators run it: a real process on a real unix socket."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from csi_disk import DRIVER_NAME, __version__
+from csi_disk.cli import SERVE_FLAGS
+from csi_disk.csi_pb import csi_pb2
+from tests.daemon import free_port, running_daemon
+
+pytestmark = pytest.mark.timeout(90)
+
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing answers, so initialisation waits
+
+Service = csi_pb2.PluginCapability.Service
+
+
+def capability_types(daemon) -> set[int]:
+    reply = daemon.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())
+    return {c.service.type for c in reply.capabilities if c.HasField("service")}
+
+
+def test_plugin_info_names_driver_and_version(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "csi.sock", "--metadata-endpoint", UNREACHABLE) as d:
+        info = d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), timeout=5)
+    assert info.name == DRIVER_NAME
+    assert info.vendor_version == __version__
+    assert info.vendor_version
+
+
+def test_driver_name_flag_and_environment(tmp_path: Path) -> None:
+    env = {"CSI_DISK_DRIVER_NAME": "from-env.example.com"}
+    with running_daemon(tmp_path / "a.sock", "--metadata-endpoint", UNREACHABLE, env=env) as d:
+        info = d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+        assert info.name == "from-env.example.com"
+    with running_daemon(
+        tmp_path / "b.sock",
+        "--metadata-endpoint",
+        UNREACHABLE,
+        "--driver-name",
+        "from-flag.example.com",
+        env=env,
+    ) as d:
+        info = d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+        assert info.name == "from-flag.example.com"
+
+
+@pytest.mark.parametrize(
+    ("mode", "controller_advertised"), [("all", True), ("controller", True), ("node", False)]
+)
+def test_capabilities_follow_mode(tmp_path: Path, mode: str, controller_advertised: bool) -> None:
+    with running_daemon(
+        tmp_path / "csi.sock", "--mode", mode, "--metadata-endpoint", UNREACHABLE
+    ) as d:
+        types = capability_types(d)
+        controller = d.controller.ControllerGetCapabilities
+        node = d.node.NodeGetCapabilities
+        served = {}
+        for name, call, request in (
+            ("controller", controller, csi_pb2.ControllerGetCapabilitiesRequest()),
+            ("node", node, csi_pb2.NodeGetCapabilitiesRequest()),
+        ):
+            try:
+                call(request, timeout=5)
+                served[name] = grpc.StatusCode.OK
+            except grpc.RpcError as err:
+                served[name] = err.code()
+    assert Service.VOLUME_ACCESSIBILITY_CONSTRAINTS in types
+    assert (Service.CONTROLLER_SERVICE in types) is controller_advertised
+    # A service this mode does not serve is not registered at all; a served one answers
+    # UNAVAILABLE until it has initialised.
+    assert served["controller"] == (
+        grpc.StatusCode.UNAVAILABLE if controller_advertised else grpc.StatusCode.UNIMPLEMENTED
+    )
+    assert served["node"] == (
+        grpc.StatusCode.UNAVAILABLE if mode in ("all", "node") else grpc.StatusCode.UNIMPLEMENTED
+    )
+
+
+def test_probe_not_ready_while_dependencies_unreachable(tmp_path: Path) -> None:
+    with running_daemon(tmp_path / "csi.sock", "--metadata-endpoint", UNREACHABLE) as d:
+        assert d.probe() is False
+        assert d.probe() is False
+
+
+def test_socket_mode_stale_socket_and_live_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "csi.sock"
+    # A stale socket file: bound once, its owner gone.
+    import socket as pysocket
+
+    stale = pysocket.socket(pysocket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()
+    assert sock.exists()
+    with running_daemon(sock, "--metadata-endpoint", UNREACHABLE) as d:
+        assert d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest()).name == DRIVER_NAME
+        mode = stat.S_IMODE(os.stat(sock).st_mode)
+        assert mode == 0o660
+        # A second daemon must not steal a socket a live process is serving.
+        second = subprocess.run(
+            [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{sock}",
+             "--metadata-endpoint", UNREACHABLE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1
+        assert "another process is serving" in second.stderr
+        assert d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest()).name == DRIVER_NAME
+
+
+def test_refuses_to_replace_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "csi.sock"
+    path.write_text("not a socket")
+    result = subprocess.run(
+        [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{path}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert path.read_text() == "not a socket"
+
+
+def test_sigterm_exits_zero_and_removes_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "csi.sock"
+    with running_daemon(sock, "--metadata-endpoint", UNREACHABLE) as d:
+        d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+        assert d.terminate() == 0
+    assert not sock.exists()
+
+
+def test_tcp_endpoint(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"tcp://127.0.0.1:{port}",
+         "--metadata-endpoint", UNREACHABLE],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=20)
+        from csi_disk.csi_pb import csi_pb2_grpc
+
+        info = csi_pb2_grpc.IdentityStub(channel).GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+        assert info.name == DRIVER_NAME
+        channel.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
+def test_secrets_never_reach_the_log(tmp_path: Path) -> None:
+    secret = "s3cr3t-value-never-logged"
+    with running_daemon(
+        tmp_path / "csi.sock", "--metadata-endpoint", UNREACHABLE, "--log-level", "debug"
+    ) as d:
+        request = csi_pb2.CreateVolumeRequest(name="pvc-1", secrets={"password": secret})
+        with pytest.raises(grpc.RpcError) as err:
+            d.controller.CreateVolume(request, timeout=5)
+        assert secret not in (err.value.details() or "")
+        request = csi_pb2.NodeStageVolumeRequest(volume_id="d-x", secrets={"token": secret})
+        with pytest.raises(grpc.RpcError):
+            d.node.NodeStageVolume(request, timeout=5)
+        d.terminate()
+        log = d.log()
+    assert "CreateVolume request" in log
+    assert "<redacted>" in log
+    assert secret not in log
+
+
+def test_metrics_endpoint(tmp_path: Path) -> None:
+    port = free_port()
+    with running_daemon(
+        tmp_path / "csi.sock",
+        "--metadata-endpoint",
+        UNREACHABLE,
+        "--metrics-address",
+        f"127.0.0.1:{port}",
+    ) as d:
+        for _ in range(3):
+            d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+        with pytest.raises(grpc.RpcError):
+            d.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=5)
+        url = f"http://127.0.0.1:{port}/metrics"
+        body = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert 'csi_disk_grpc_requests_total{code="OK",method="GetPluginInfo"} 3.0' in body
+    assert 'csi_disk_grpc_requests_total{code="UNAVAILABLE",method="NodeGetInfo"} 1.0' in body
+    assert "csi_disk_grpc_request_duration_seconds_bucket" in body
+    assert "csi_disk_grpc_requests_in_flight" in body
+    assert "process_resident_memory_bytes" in body
+
+
+def test_help_lists_every_flag_with_env_and_default() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "csi_disk", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for flag in SERVE_FLAGS:
+        assert f"--{flag.name}" in text
+        assert flag.env in text
+    assert "default: unix:///csi/csi.sock" in text
+    assert "default: diskplugin.csi.alibabacloud.com" in text
