@@ -299,7 +299,15 @@ def grow(
                 f"e2fsck refuses {device} before resizing (exit code {result.returncode}): "
                 f"{trim(result.stderr or result.stdout)}"
             )
-    run(["resize2fs", os.fspath(device)], timeout=timeout)
+    try:
+        run(["resize2fs", os.fspath(device)], timeout=timeout)
+    except CommandFailed as exc:
+        if mount_path is not None and "permission denied" in exc.stderr.lower():
+            raise FailedPrecondition(
+                f"resize2fs may not grow {device} while mounted: online ext resize needs "
+                "CAP_SYS_RESOURCE (run the node plugin privileged)"
+            ) from exc
+        raise
 
 
 @dataclass(frozen=True)
