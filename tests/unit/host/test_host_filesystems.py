@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csi_disk.errors import InvalidArgument
+from csi_disk.errors import DeadlineExceeded, InvalidArgument, NotFound
 from csi_disk.host import filesystems
 from csi_disk.host.filesystems import (
     Probe,
@@ -16,6 +19,7 @@ from csi_disk.host.filesystems import (
     parse_mkfs_options,
     xfs_mkfs_argv,
 )
+from csi_disk.host.run import CommandFailed, Result
 
 
 def test_blkid_export_is_parsed_with_escapes() -> None:
@@ -145,3 +149,61 @@ def test_xfs_argv_does_not_respecify_caller_suboptions() -> None:
     assert "bigtime=1" in meta and "bigtime=0" not in meta
     assert argv[argv.index("-L") + 1] == "data"
     assert argv[-1] == "/dev/x"
+
+
+def _fake_blkid(monkeypatch: pytest.MonkeyPatch, code: int, out: str = "", err: str = "") -> None:
+    def fake_run(argv: list[str], **_: object) -> Result:
+        assert argv[:4] == ["blkid", "-p", "-o", "export"]
+        return Result(code, out, err)
+
+    monkeypatch.setattr(filesystems, "run", fake_run)
+
+
+def test_probe_nothing_found_is_blank(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_blkid(monkeypatch, 2)
+    assert filesystems.probe("/dev/x").is_blank
+
+
+def test_probe_ambivalent_by_code_or_message_is_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_blkid(monkeypatch, 8, err="ambivalent result")
+    assert not filesystems.probe("/dev/x").is_blank
+    _fake_blkid(monkeypatch, 1, err="/dev/x: ambivalent result (probably more filesystems)")
+    assert filesystems.probe("/dev/x").ambivalent
+
+
+def test_probe_reads_type_and_partition_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_blkid(monkeypatch, 0, out="DEVNAME=/dev/x\nPTUUID=ab\nPTTYPE=gpt\n")
+    found = filesystems.probe("/dev/x")
+    assert (found.pttype, found.type, found.is_blank) == ("gpt", "", False)
+
+
+def test_probe_failure_is_an_error_not_blank(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_blkid(monkeypatch, 4, err="blkid: cannot open /dev/x: Permission denied")
+    with pytest.raises(CommandFailed, match="Permission denied"):
+        filesystems.probe("/dev/x")
+
+
+def test_stats_of_missing_path_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFound):
+        filesystems.stats(tmp_path / "absent")
+
+
+def test_stats_of_a_directory(tmp_path: Path) -> None:
+    got = filesystems.stats(tmp_path)
+    assert got.total_bytes >= got.available_bytes >= 0
+    assert got.total_bytes > 0
+
+
+def test_stats_on_a_hung_path_gives_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def hung_statvfs(path: object) -> None:
+        release.wait(10)
+        raise OSError("released")
+
+    monkeypatch.setattr(filesystems.os, "statvfs", hung_statvfs)
+    try:
+        with pytest.raises(DeadlineExceeded, match="statvfs"):
+            filesystems.stats(tmp_path, timeout=0.1)
+    finally:
+        release.set()
