@@ -235,8 +235,13 @@ def format(
     *,
     timeout: float = MKFS_TIMEOUT,
 ) -> None:
-    """Create ``fstype`` on ``device`` (options already parsed), only if it is blank."""
+    """Create ``fstype`` on ``device``, only if it is blank.
+
+    ``options`` come from ``parse_mkfs_options``; they are checked again here so that no
+    caller can hand mkfs an unchecked word.
+    """
     chosen = check_fstype(fstype)
+    options = parse_mkfs_options(shlex.join(options), chosen)
     found = probe(device)
     if not found.is_blank:
         raise FailedPrecondition(f"refusing to format {device}: it holds {found.describe()}")

@@ -207,3 +207,16 @@ def test_stats_on_a_hung_path_gives_up(monkeypatch: pytest.MonkeyPatch, tmp_path
             filesystems.stats(tmp_path, timeout=0.1)
     finally:
         release.set()
+
+
+def test_format_rechecks_options_before_touching_the_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_run(argv: list[str], **_: object) -> Result:
+        raise AssertionError(f"nothing may run, got {argv}")
+
+    monkeypatch.setattr(filesystems, "run", no_run)
+    with pytest.raises(InvalidArgument, match="/dev/sdb"):
+        filesystems.format("/dev/x", "ext4", ["-L", "ok", "/dev/sdb"])
+    with pytest.raises(InvalidArgument, match="btrfs"):
+        filesystems.format("/dev/x", "btrfs")
