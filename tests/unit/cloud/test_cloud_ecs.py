@@ -1,0 +1,355 @@
+"""EcsCloud through the real SDK against a canned local ECS endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from csi_disk.cloud.credentials import Credentials, StaticProvider
+from csi_disk.cloud.ecs import EcsCloud, disk_from_item, parse_endpoint
+from csi_disk.cloud.errors import EcsError, PermissionDenied
+from csi_disk.cloud.port import DiskRequest
+from csi_disk.cloud.retry import RetryPolicy
+from csi_disk.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+
+SECRET = "Sup3rS3cretValue"
+TOKEN = "T0kenValueForSts"
+KEY_ID = "LTAI5tKeyIdent"
+
+DISK = {
+    "DiskId": "d-1",
+    "ZoneId": "cn-hangzhou-k",
+    "RegionId": "cn-hangzhou",
+    "Category": "cloud_essd",
+    "PerformanceLevel": "PL1",
+    "Size": 40,
+    "Status": "In_use",
+    "SerialNumber": "1abc",
+    "MultiAttach": "Enabled",
+    "Encrypted": True,
+    "InstanceId": "",
+    "Attachments": {"Attachment": [{"InstanceId": "i-1"}, {"InstanceId": "i-2"}]},
+    "Tags": {"Tag": [{"TagKey": "csi.alibabacloud.com/volume-name", "TagValue": "pvc-1"}]},
+}
+
+
+class RotatingProvider:
+    """STS credentials that change on ``invalidate`` (like a RAM role refresh)."""
+
+    def __init__(self) -> None:
+        self.n = 1
+        self.invalidations = 0
+
+    def get(self) -> Credentials:
+        return Credentials(f"STS.{self.n}", f"{SECRET}{self.n}", f"{TOKEN}{self.n}")
+
+    def invalidate(self) -> None:
+        self.invalidations += 1
+        self.n += 1
+
+
+def make_cloud(url: str, provider: Any = None, **kwargs: Any) -> tuple[EcsCloud, list[float]]:
+    sleeps: list[float] = []
+    cloud = EcsCloud(
+        "cn-hangzhou",
+        provider or StaticProvider(Credentials(KEY_ID, SECRET, TOKEN)),
+        endpoint=url,
+        rate_limit=1000,
+        retry_policy=RetryPolicy(max_attempts=4),
+        sleep=sleeps.append,
+        **kwargs,
+    )
+    return cloud, sleeps
+
+
+def ok(**body: Any) -> tuple[int, dict[str, Any]]:
+    return 200, {"RequestId": "req-ok", **body}
+
+
+def test_disk_mapping() -> None:
+    disk = disk_from_item(DISK)
+    assert disk.attachments == ("i-1", "i-2")
+    assert disk.tags == {"csi.alibabacloud.com/volume-name": "pvc-1"}
+    assert disk.multi_attach and disk.encrypted
+    assert (disk.size_gib, disk.performance_level, disk.serial) == (40, "PL1", "1abc")
+    legacy = disk_from_item({**DISK, "Attachments": {"Attachment": []}, "InstanceId": "i-9"})
+    assert legacy.attachments == ("i-9",)
+    bare = disk_from_item({"DiskId": "d-2", "Size": "20", "Status": "Available"})
+    assert (bare.attachments, bare.tags, bare.multi_attach, bare.size_gib) == ((), {}, False, 20)
+
+
+def test_parse_endpoint() -> None:
+    assert parse_endpoint("http://127.0.0.1:8080") == ("127.0.0.1:8080", "http")
+    assert parse_endpoint("ecs-vpc.cn-hangzhou.aliyuncs.com") == (
+        "ecs-vpc.cn-hangzhou.aliyuncs.com",
+        "https",
+    )
+    with pytest.raises(InvalidArgument):
+        parse_endpoint("ftp://x")
+
+
+def test_describe_disks_batches_by_100_and_keeps_only_existing(ecs_server) -> None:
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        ids = json.loads(params["DiskIds"])
+        disks = [{**DISK, "DiskId": i} for i in ids if int(i[2:]) % 2 == 0]
+        return ok(Disks={"Disk": disks})
+
+    server = ecs_server(handler)
+    cloud, _ = make_cloud(server.url)
+    ids = [f"d-{n}" for n in range(250)]
+    disks = cloud.describe_disks(ids + ids[:10])
+    assert sorted(d.id for d in disks) == sorted(i for i in ids if int(i[2:]) % 2 == 0)
+    sizes = [len(json.loads(p["DiskIds"])) for _, p in server.calls]
+    assert sizes == [100, 100, 50]
+    assert cloud.describe_disks([]) == []
+    assert len(server.calls) == 3
+
+
+def test_find_disks_sends_tag_filters_and_pages(ecs_server) -> None:
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params.get("NextToken") == "page2":
+            return ok(Disks={"Disk": [{**DISK, "DiskId": "d-3"}]}, NextToken="")
+        return ok(Disks={"Disk": [DISK]}, NextToken="page2")
+
+    server = ecs_server(handler)
+    cloud, _ = make_cloud(server.url)
+    first = cloud.find_disks(tags={"k": "v"}, zone="cn-hangzhou-k", max_results=50)
+    assert [d.id for d in first.items] == ["d-1"] and first.next_token == "page2"
+    second = cloud.find_disks(tags={"k": "v"}, page_token=first.next_token)
+    assert [d.id for d in second.items] == ["d-3"] and second.next_token == ""
+    params = server.calls[0][1]
+    assert (params["Tag.1.Key"], params["Tag.1.Value"]) == ("k", "v")
+    assert (params["ZoneId"], params["MaxResults"]) == ("cn-hangzhou-k", "50")
+    assert "DiskIds" not in params
+
+
+def test_create_disk_sends_our_token_and_retries_throttling(ecs_server) -> None:
+    answers = [(400, {"Code": "Throttling.User", "Message": "slow", "RequestId": "r"})]
+
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return answers.pop(0) if answers else ok(DiskId="d-new")
+
+    server = ecs_server(handler)
+    cloud, sleeps = make_cloud(server.url)
+    request = DiskRequest(
+        zone="cn-hangzhou-k",
+        category="cloud_essd",
+        size_gib=20,
+        client_token="n:pvc-1",
+        performance_level="PL0",
+        tags={"csi.alibabacloud.com/volume-name": "pvc-1"},
+        multi_attach=True,
+        encrypted=True,
+    )
+    assert cloud.create_disk(request) == "d-new"
+    assert server.actions() == ["CreateDisk", "CreateDisk"]
+    assert len(sleeps) == 1
+    for _, params in server.calls:
+        assert params["ClientToken"] == "n:pvc-1"
+        assert params["DiskCategory"] == "cloud_essd" and params["Size"] == "20"
+        assert params["MultiAttach"] == "Enabled" and params["Encrypted"] == "true"
+        assert params["Tag.1.Key"] == "csi.alibabacloud.com/volume-name"
+        assert params["SecurityToken"] == TOKEN
+    before = REGISTRY.get_sample_value("csi_disk_ecs_throttles_total", {"action": "CreateDisk"})
+    assert before is not None and before >= 1
+
+
+def test_create_disk_needs_a_client_token(ecs_server) -> None:
+    cloud, _ = make_cloud(ecs_server(lambda a, p: ok()).url)
+    with pytest.raises(InvalidArgument):
+        cloud.create_disk(DiskRequest("z", "cloud_essd", 20, client_token=""))
+
+
+def test_attach_is_not_retried_on_internal_error(ecs_server) -> None:
+    server = ecs_server(lambda a, p: (500, {"Code": "InternalError", "Message": "x"}))
+    cloud, sleeps = make_cloud(server.url)
+    with pytest.raises(Unavailable):
+        cloud.attach_disk("d-1", "i-1")
+    assert server.actions() == ["AttachDisk"]
+    assert server.calls[0][1]["DeleteWithInstance"] == "false"
+    assert sleeps == []
+
+
+def test_attach_is_retried_when_throttled(ecs_server) -> None:
+    answers = [(503, {"Code": "ServiceUnavailable", "Message": "x"})]
+    server = ecs_server(lambda a, p: answers.pop(0) if answers else ok())
+    cloud, _ = make_cloud(server.url)
+    cloud.attach_disk("d-1", "i-1")
+    assert server.actions() == ["AttachDisk", "AttachDisk"]
+
+
+def test_describe_retries_are_bounded(ecs_server) -> None:
+    server = ecs_server(lambda a, p: (500, {"Code": "InternalError", "Message": "x"}))
+    cloud, sleeps = make_cloud(server.url)
+    with pytest.raises(EcsError):
+        cloud.describe_disks(["d-1"])
+    assert len(server.calls) == 4
+    assert len(sleeps) == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("InvalidDiskId.NotFound", NotFound),
+        ("IdempotentParameterMismatch", AlreadyExists),
+        ("Forbidden.RAM", PermissionDenied),
+    ],
+)
+def test_server_errors_map_to_domain_errors(ecs_server, code: str, expected: type) -> None:
+    server = ecs_server(lambda a, p: (404, {"Code": code, "Message": "m", "RequestId": "r-9"}))
+    cloud, _ = make_cloud(server.url)
+    with pytest.raises(expected) as info:
+        cloud.delete_disk("d-1")
+    assert info.value.request_id == "r-9"
+    assert info.value.http_status == 404
+    assert len(server.calls) == 1
+
+
+def test_expired_token_refreshes_credentials_and_retries_once(ecs_server) -> None:
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params["SecurityToken"] == f"{TOKEN}1":
+            return 400, {"Code": "InvalidSecurityToken.Expired", "Message": "expired"}
+        return ok()
+
+    server = ecs_server(handler)
+    provider = RotatingProvider()
+    cloud, _ = make_cloud(server.url, provider)
+    cloud.detach_disk("d-1", "i-1")
+    assert provider.invalidations == 1
+    assert [p["SecurityToken"] for _, p in server.calls] == [f"{TOKEN}1", f"{TOKEN}2"]
+    assert [p["AccessKeyId"] for _, p in server.calls] == ["STS.1", "STS.2"]
+
+
+def test_expired_token_twice_gives_up(ecs_server) -> None:
+    server = ecs_server(lambda a, p: (400, {"Code": "InvalidSecurityToken.Expired"}))
+    provider = RotatingProvider()
+    cloud, _ = make_cloud(server.url, provider)
+    with pytest.raises(Unavailable):
+        cloud.detach_disk("d-1", "i-1")
+    assert len(server.calls) == 2
+
+
+def test_ambient_sdk_env_keys_do_not_override_ours(ecs_server, monkeypatch) -> None:
+    monkeypatch.setenv("ALIYUN_ACCESS_KEY_ID", "ambient-id")
+    monkeypatch.setenv("ALIYUN_ACCESS_KEY_SECRET", "ambient-secret")
+    server = ecs_server(lambda a, p: ok(Disks={"Disk": []}))
+    cloud, _ = make_cloud(server.url)
+    cloud.probe()
+    assert server.calls[0][1]["AccessKeyId"] == KEY_ID
+    assert server.calls[0][1]["SecurityToken"] == TOKEN
+
+
+def test_instances_and_snapshots(ecs_server) -> None:
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if action == "DescribeInstances":
+            ids = json.loads(params["InstanceIds"])
+            items = [{"InstanceId": i, "ZoneId": "z", "Status": "Running"} for i in ids]
+            return ok(Instances={"Instance": [i for i in items if i["InstanceId"] == "i-1"]})
+        if action == "DescribeInstanceTypes":
+            return ok(
+                InstanceTypes={
+                    "InstanceType": [
+                        {"InstanceTypeId": params["InstanceTypes.1"], "DiskQuantity": 17}
+                    ]
+                }
+            )
+        if action == "CreateSnapshot":
+            return ok(SnapshotId="s-1")
+        if action == "DescribeSnapshots":
+            return ok(
+                Snapshots={
+                    "Snapshot": [
+                        {
+                            "SnapshotId": "s-1",
+                            "SourceDiskId": "d-1",
+                            "SourceDiskSize": "40",
+                            "Status": "accomplished",
+                            "Tags": {"Tag": [{"TagKey": "a", "TagValue": "b"}]},
+                        }
+                    ]
+                }
+            )
+        return ok()
+
+    server = ecs_server(handler)
+    cloud, _ = make_cloud(server.url)
+    instance = cloud.describe_instance("i-1")
+    assert instance is not None and instance.status == "Running"
+    assert cloud.describe_instance("i-404") is None
+    assert cloud.instance_disk_quantity("ecs.g7.large") == 17
+    assert cloud.instance_disk_quantity("ecs.g7.large") == 17
+    assert server.actions().count("DescribeInstanceTypes") == 1  # cached
+    assert cloud.create_snapshot("d-1", name="snap", client_token="t-1") == "s-1"
+    page = cloud.describe_snapshots(snapshot_ids=["s-1"])
+    assert page.items[0].ready and page.items[0].source_disk_size_gib == 40
+    assert page.items[0].tags == {"a": "b"}
+    cloud.resize_disk("d-1", 60, online=True)
+    cloud.modify_disk_spec("d-1", performance_level="PL2", bursting_enabled=True)
+    cloud.delete_snapshot("s-1", force=True)
+    calls = dict(server.calls)
+    assert calls["ResizeDisk"]["Type"] == "online" and calls["ResizeDisk"]["NewSize"] == "60"
+    assert calls["ModifyDiskSpec"]["PerformanceLevel"] == "PL2"
+    assert calls["ModifyDiskAttribute"]["BurstingEnabled"] == "true"
+    assert calls["DeleteSnapshot"]["Force"] == "true"
+
+
+def test_metrics_count_calls_by_action_and_code(ecs_server) -> None:
+    def value(code: str) -> float:
+        labels = {"action": "DeleteDisk", "code": code}
+        return REGISTRY.get_sample_value("csi_disk_ecs_requests_total", labels) or 0.0
+
+    before_ok, before_err = value("OK"), value("IncorrectDiskStatus")
+    answers = [(403, {"Code": "IncorrectDiskStatus", "Message": "m"})]
+    server = ecs_server(lambda a, p: answers.pop(0) if answers else ok())
+    cloud, _ = make_cloud(server.url)
+    with pytest.raises(EcsError):
+        cloud.delete_disk("d-1")
+    cloud.delete_disk("d-1")
+    assert value("OK") == before_ok + 1
+    assert value("IncorrectDiskStatus") == before_err + 1
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connection_errors_leak_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"http://127.0.0.1:{_unused_port()}"
+    cloud, sleeps = make_cloud(url)
+    logging.getLogger("aliyunsdkcore").setLevel(logging.DEBUG)  # even if someone turns it up
+    with pytest.raises(Unavailable) as info:
+        cloud.describe_disks(["d-1"])
+    with pytest.raises(Unavailable) as attach_info:
+        cloud.attach_disk("d-1", "i-1")
+    # A refused connection proves ECS never saw the call: even the attach is retried.
+    assert len(sleeps) == 3 + 3
+    texts = [info.value.message, str(info.value), attach_info.value.message]
+    texts += [r.getMessage() for r in caplog.records]
+    texts += [caplog.text]
+    assert any("aliyunsdkcore" in r.name for r in caplog.records)  # the SDK did log
+    for text in texts:
+        for leaked in ("Signature=", SECRET, TOKEN, KEY_ID, "http://", "https://", "/?"):
+            assert leaked not in text, text
+    assert "connection refused" in info.value.message
+
+
+def test_signature_mismatch_echo_is_scrubbed(ecs_server, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        echo = f"GET&%2F&AccessKeyId%3D{params['AccessKeyId']}%26SecurityToken%3D{TOKEN}"
+        return 400, {"Code": "SignatureDoesNotMatch", "Message": f"string to sign is:{echo}"}
+
+    cloud, _ = make_cloud(ecs_server(handler).url)
+    with pytest.raises(PermissionDenied) as info:
+        cloud.describe_disks(["d-1"])
+    for text in [info.value.message, caplog.text]:
+        assert KEY_ID not in text and TOKEN not in text

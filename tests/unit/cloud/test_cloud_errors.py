@@ -1,0 +1,134 @@
+"""The ECS code table and message scrubbing."""
+
+from __future__ import annotations
+
+import pytest
+
+from csi_disk.cloud import errors
+from csi_disk.cloud.errors import (
+    PermissionDenied,
+    from_ecs_code,
+    is_retryable,
+    is_unsupported_here,
+    register_secret,
+    scrub,
+)
+from csi_disk.errors import DriverError, NotFound
+
+TABLE = [
+    ("InvalidDiskId.NotFound", "NOT_FOUND", False, False),
+    ("InvalidInstanceId.NotFound", "NOT_FOUND", False, False),
+    ("InvalidSnapshotId.NotFound", "NOT_FOUND", False, False),
+    ("OperationDenied.NoStock", "RESOURCE_EXHAUSTED", False, True),
+    ("InstanceDiskLimitExceeded", "RESOURCE_EXHAUSTED", False, False),
+    ("QuotaExceed.PostPaidDisk", "RESOURCE_EXHAUSTED", False, False),
+    ("InvalidDiskCategory.NotSupported", "INVALID_ARGUMENT", False, True),
+    ("InvalidDataDiskCategory.NotSupported", "INVALID_ARGUMENT", False, True),
+    ("InvalidDiskSize.NotSupported", "INVALID_ARGUMENT", False, True),
+    ("InvalidPerformanceLevel.Malformed", "INVALID_ARGUMENT", False, True),
+    ("IncorrectDiskStatus", "FAILED_PRECONDITION", False, False),
+    ("IncorrectDiskStatus.Initializing", "FAILED_PRECONDITION", False, False),
+    ("IncorrectInstanceStatus", "FAILED_PRECONDITION", False, False),
+    ("ResourcesNotInSameZone", "FAILED_PRECONDITION", False, False),
+    ("DependencyViolation", "FAILED_PRECONDITION", False, False),
+    ("IdempotentParameterMismatch", "ALREADY_EXISTS", False, False),
+    ("InvalidOperation.Conflict", "ABORTED", False, False),
+    ("OperationConflict", "ABORTED", False, False),
+    ("LastTokenProcessing", "ABORTED", False, False),
+    ("Throttling", "UNAVAILABLE", True, False),
+    ("Throttling.User", "UNAVAILABLE", True, False),
+    ("ServiceUnavailable", "UNAVAILABLE", True, False),
+    ("InternalError", "UNAVAILABLE", True, False),
+    ("InvalidSecurityToken.Expired", "UNAVAILABLE", False, False),
+    ("Forbidden.RAM", "PERMISSION_DENIED", False, False),
+    ("InvalidAccessKeyId.NotFound", "PERMISSION_DENIED", False, False),
+    ("SignatureDoesNotMatch", "PERMISSION_DENIED", False, False),
+    ("SomethingNobodyKnows.Yet", "INTERNAL", False, False),
+]
+
+
+@pytest.mark.parametrize(("ecs_code", "code", "retryable", "unsupported"), TABLE)
+def test_code_table(ecs_code: str, code: str, retryable: bool, unsupported: bool) -> None:
+    err = from_ecs_code(ecs_code, "msg", request_id="r-1", http_status=400, action="CreateDisk")
+    assert isinstance(err, DriverError)
+    assert err.code == code
+    assert is_retryable(err) is retryable
+    assert is_unsupported_here(err) is unsupported
+    assert err.ecs_code == ecs_code
+    assert err.request_id == "r-1"
+    assert err.http_status == 400
+    assert ecs_code in err.message
+
+
+def test_not_found_is_catchable_as_the_domain_class() -> None:
+    with pytest.raises(NotFound):
+        raise from_ecs_code("InvalidDiskId.NotFound", "gone")
+
+
+def test_permission_denied_is_a_driver_error() -> None:
+    err = from_ecs_code("Forbidden.RAM", "no")
+    assert isinstance(err, PermissionDenied)
+    assert PermissionDenied.code == "PERMISSION_DENIED"
+
+
+def test_throttling_and_service_unavailable_prove_nothing_happened() -> None:
+    assert from_ecs_code("Throttling.Api", "").not_applied
+    assert from_ecs_code("ServiceUnavailable", "").not_applied
+    assert not from_ecs_code("InternalError", "").not_applied
+
+
+def test_expired_token_asks_for_a_refresh() -> None:
+    assert from_ecs_code("InvalidSecurityToken.Expired", "").credentials_expired
+    assert not from_ecs_code("InvalidSecurityToken.Malformed", "").credentials_expired
+
+
+def test_helpers_reject_foreign_exceptions() -> None:
+    assert not is_retryable(ValueError("Throttling"))
+    assert not is_unsupported_here(RuntimeError("x"))
+
+
+def test_signature_mismatch_drops_the_string_to_sign() -> None:
+    echoed = (
+        "Specified signature is not matched. server string to sign is:"
+        "GET&%2F&AccessKeyId%3DLTAIsecretish"
+    )
+    err = from_ecs_code("SignatureDoesNotMatch", echoed)
+    assert "LTAIsecretish" not in err.message
+    assert "string to sign" not in err.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: "
+        "/?AccessKeyId=LTAIkey&Signature=c2lnbmF0dXJl&SecurityToken=tok",
+        "GET https://ecs.aliyuncs.com/?Action=X&Signature=abc failed",
+        "params AccessKeyId%3DLTAIkey%26Signature%3Dabc%26SecurityToken%3Dtok",
+        "{'AccessKeySecret': 'sekret', 'SecurityToken': 'tok'}",
+    ],
+)
+def test_scrub_removes_urls_signatures_and_keys(text: str) -> None:
+    out = scrub(text)
+    for leaked in (
+        "LTAIkey",
+        "c2lnbmF0dXJl",
+        "tok",
+        "sekret",
+        "https://",
+        "/?Action",
+        "Signature=abc",
+    ):
+        assert leaked not in out, out
+
+
+def test_scrub_masks_registered_secrets_anywhere() -> None:
+    register_secret("Zk9aV3ry5ecret")
+    assert "Zk9aV3ry5ecret" not in scrub("the value Zk9aV3ry5ecret leaked in prose")
+    assert scrub("plain words stay") == "plain words stay"
+
+
+def test_messages_on_errors_are_scrubbed() -> None:
+    err = errors.EcsInternal("boom at http://10.0.0.1/?Signature=abc&AccessKeyId=LTAIx")
+    assert "http://" not in err.message
+    assert "LTAIx" not in err.message
+    assert "boom" in err.message
