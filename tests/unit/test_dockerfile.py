@@ -1,0 +1,157 @@
+"""The image agrees with the project: same system tools as the set-up script, an entry point
+that exists, a version and user that match the manifests. (No container engine here: the
+Dockerfile is read, not built.)"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+from csi_disk import manifests
+
+REPO = Path(__file__).resolve().parents[2]
+
+# In .ci/setup for development only: the virtualenv tool, modprobe for loop devices and ps for
+# the tests. The image gets Python from its base and never loads modules.
+DEV_ONLY_PACKAGES = {"python3-venv", "kmod", "procps"}
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with line continuations joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, rest = line.partition(" ")
+        out.append((keyword.upper(), rest.strip()))
+    assert not pending, "Dockerfile ends inside a continued line"
+    return out
+
+
+def stages(text: str) -> list[list[tuple[str, str]]]:
+    result: list[list[tuple[str, str]]] = []
+    for keyword, rest in instructions(text):
+        if keyword == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((keyword, rest))
+    return result
+
+
+def apt_packages(stage: list[tuple[str, str]]) -> set[str]:
+    packages: set[str] = set()
+    for keyword, rest in stage:
+        if keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", rest):
+            words = shlex.split(command)
+            if "apt-get" not in words or "install" not in words:
+                continue
+            after = words[words.index("install") + 1 :]
+            packages |= {w for w in after if not w.startswith("-")}
+    return packages
+
+
+def setup_packages() -> set[str]:
+    text = (REPO / ".ci" / "setup").read_text()
+    match = re.search(r"^SYSTEM_PACKAGES=\(([^)]*)\)", text, re.MULTILINE)
+    assert match, ".ci/setup has no SYSTEM_PACKAGES=(...) array"
+    return set(shlex.split(match.group(1)))
+
+
+def dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text()
+
+
+def pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_instruction_parser_joins_continuations() -> None:
+    parsed = instructions("FROM a AS b\n# note\nRUN apt-get install -y \\\n    x \\\n    y\n")
+    assert parsed == [("FROM", "a AS b"), ("RUN", "apt-get install -y  x  y")]
+    assert apt_packages(parsed) == {"x", "y"}
+
+
+def test_image_installs_the_projects_system_packages() -> None:
+    final = stages(dockerfile())[-1]
+    in_image = apt_packages(final)
+    declared = setup_packages()
+    assert in_image, "the runtime stage installs no apt packages"
+    assert declared - in_image == DEV_ONLY_PACKAGES, declared - in_image
+    assert in_image <= declared, in_image - declared
+
+
+def test_build_is_multi_stage_on_slim_python() -> None:
+    text = dockerfile()
+    parts = stages(text)
+    assert len(parts) >= 2
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base and base.group(1) == "python:3.11-slim-bookworm"
+    minimum = pyproject()["project"]["requires-python"].removeprefix(">=")
+    image_python = re.search(r"python:(\d+\.\d+)", base.group(1))
+    assert image_python
+    assert tuple(map(int, image_python.group(1).split("."))) >= tuple(map(int, minimum.split(".")))
+    builder = parts[0]
+    assert any(k == "RUN" and "pip wheel" in r for k, r in builder)
+    final = parts[-1]
+    assert any(k == "COPY" and r.startswith("--from=builder") for k, r in final)
+
+
+def test_entrypoint_is_a_declared_console_script_running_serve() -> None:
+    entry = [r for k, r in stages(dockerfile())[-1] if k == "ENTRYPOINT"]
+    assert len(entry) == 1
+    argv = json.loads(entry[0])  # exec form, so signals reach the driver directly
+    assert argv[0] in pyproject()["project"]["scripts"]
+    assert argv[1:] == ["serve"]
+    # The manifests name the same program explicitly.
+    statefulset = manifests.controller_statefulset(manifests.ManifestOptions())
+    plugin = statefulset["spec"]["template"]["spec"]["containers"][0]
+    assert plugin["command"] == argv
+
+
+def test_default_user_is_the_controllers_non_root_user() -> None:
+    final = stages(dockerfile())[-1]
+    users = [r for k, r in final if k == "USER"]
+    assert users, "the image should not default to root"
+    uid = users[-1].split(":")[0]
+    statefulset = manifests.controller_statefulset(manifests.ManifestOptions())
+    security = statefulset["spec"]["template"]["spec"]["securityContext"]
+    assert int(uid) == security["runAsUser"] != 0
+
+
+def test_version_label_matches_project_and_manifests() -> None:
+    match = re.search(r"^ARG VERSION=(\S+)$", dockerfile(), re.MULTILINE)
+    assert match
+    assert match.group(1) == pyproject()["project"]["version"] == manifests.IMAGE_TAG
+    labels = " ".join(r for k, r in stages(dockerfile())[-1] if k == "LABEL")
+    for key in ("title", "description", "version", "licenses"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+
+
+def test_dockerignore_keeps_what_the_build_copies() -> None:
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    copied = []
+    for keyword, rest in stages(dockerfile())[0]:
+        if keyword == "COPY" and not rest.startswith("--from"):
+            copied.extend(rest.split()[:-1])
+    assert {"pyproject.toml", "README.md", "csi_disk"} <= set(copied)
+    for source in copied:
+        assert (REPO / source).exists(), source
+        assert not any(fnmatch.fnmatch(source, p) for p in patterns), source
+    assert ".venv" in patterns and ".git" in patterns
