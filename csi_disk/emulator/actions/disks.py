@@ -1,0 +1,473 @@
+"""Disk actions: CreateDisk, DeleteDisk, DescribeDisks, AttachDisk, DetachDisk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from typing import Any
+
+from csi_disk.emulator.actions import COMMON_PARAMS, Params, action
+from csi_disk.emulator.blockdev import serial_of
+from csi_disk.emulator.cloud import Cloud, iso
+from csi_disk.emulator.errors import EcsError, invalid_parameter, missing_parameter
+from csi_disk.emulator.topology import ALL_CATEGORIES
+
+PERFORMANCE_LEVELS = ("PL0", "PL1", "PL2", "PL3")
+MAX_GIB = {"cloud": 2000, "cloud_essd_entry": 32768, "cloud_efficiency": 32768, "cloud_ssd": 32768}
+MIN_GIB = {
+    "cloud": 5,
+    "cloud_efficiency": 20,
+    "cloud_ssd": 20,
+    "cloud_essd_entry": 10,
+    "cloud_auto": 1,
+}
+ESSD_MIN_GIB = {"PL0": 1, "PL1": 20, "PL2": 461, "PL3": 1261}
+DISK_STATUSES = ("In_use", "Available", "Attaching", "Detaching", "Creating", "ReIniting", "All")
+TAG_PATTERNS = (r"Tag\.\d+\.(Key|Value)",)
+
+
+def size_range(category: str, level: str) -> tuple[int, int]:
+    """The sizes (GiB) ECS sells for a category and performance level."""
+    if category == "cloud_essd":
+        return ESSD_MIN_GIB[level], 65536
+    return MIN_GIB[category], MAX_GIB.get(category, 65536)
+
+
+def _tags(params: Params) -> list[dict[str, str]]:
+    tags = params.indexed("Tag", ("Key", "Value"))
+    if len(tags) > 20:
+        raise invalid_parameter("Tag.N", "At most 20 tags are allowed.")
+    for tag in tags:
+        if not tag.get("Key"):
+            raise missing_parameter("Tag.N.Key")
+    return [{"TagKey": t["Key"], "TagValue": t.get("Value", "")} for t in tags]
+
+
+def _fingerprint(params: Params) -> str:
+    relevant = {
+        k: v for k, v in params.raw.items() if k not in COMMON_PARAMS and k != "ClientToken"
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+
+def _snapshot_size(db: sqlite3.Connection, snapshot_id: str) -> int:
+    """Size of a snapshot, when a snapshots table has been added; else NotFound."""
+    has_table = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='snapshots'"
+    ).fetchone()
+    if has_table:
+        row = db.execute("SELECT size FROM snapshots WHERE id=?", (snapshot_id,)).fetchone()
+        if row is not None:
+            return int(row["size"])
+    raise EcsError("InvalidSnapshotId.NotFound")
+
+
+@action(
+    "CreateDisk",
+    params=(
+        "ZoneId",
+        "DiskName",
+        "Description",
+        "DiskCategory",
+        "Size",
+        "SnapshotId",
+        "ClientToken",
+        "Encrypted",
+        "KMSKeyId",
+        "EncryptAlgorithm",
+        "PerformanceLevel",
+        "ResourceGroupId",
+        "MultiAttach",
+        "ProvisionedIops",
+        "BurstingEnabled",
+        "InstanceId",
+        "StorageSetId",
+        "StorageSetPartitionNumber",
+        "StorageClusterId",
+        "AdvancedFeatures",
+    ),
+    patterns=(*TAG_PATTERNS, r"Arn\.\d+\.(RoleType|Rolearn|AssumeRoleFor)"),
+)
+def create_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
+    token = p.str("ClientToken")
+    if len(token) > 64:
+        raise invalid_parameter("ClientToken", "It must be at most 64 characters.")
+    fingerprint = _fingerprint(p)
+    with cloud.store.tx() as db:
+        if token:
+            row = db.execute(
+                "SELECT * FROM client_tokens WHERE action='CreateDisk' AND token=?", (token,)
+            ).fetchone()
+            if row is not None:
+                if row["fingerprint"] != fingerprint:
+                    raise EcsError("IdempotentParameterMismatch")
+                return dict(json.loads(row["result"]))
+        result = _create(cloud, db, p)
+        if token:
+            db.execute(
+                "INSERT INTO client_tokens VALUES('CreateDisk', ?, ?, ?)",
+                (token, fingerprint, json.dumps(result)),
+            )
+    cloud.wake()
+    return result
+
+
+def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
+    zone_id = p.str("ZoneId")
+    if not zone_id and p.str("InstanceId"):
+        zone_id = cloud.get_instance(db, p.str("InstanceId"))["zone"]
+    if not zone_id:
+        raise missing_parameter("ZoneId")
+    zone = cloud.topology.zone(zone_id)
+    if zone is None:
+        raise EcsError("InvalidZoneId.NotFound")
+    category = p.str("DiskCategory", "cloud")
+    if category not in ALL_CATEGORIES:
+        raise EcsError("InvalidDiskCategory.ValueNotSupported")
+    level = ""
+    if category == "cloud_essd":
+        level = p.str("PerformanceLevel", "PL1")
+        if level not in PERFORMANCE_LEVELS:
+            raise EcsError("InvalidPerformanceLevel.Malformed")
+    snapshot_id = p.str("SnapshotId")
+    size = p.int("Size", None, 1, 10**6)
+    if snapshot_id:
+        snapshot_size = _snapshot_size(db, snapshot_id)
+        size = max(size or 0, snapshot_size)
+    if size is None:
+        raise missing_parameter("Size")
+    low, high = size_range(category, level or "PL1")
+    if not low <= size <= high:
+        raise EcsError(
+            "InvalidDiskSize.NotSupported",
+            f"The specified disk size {size} GiB is not supported for {category}"
+            f"{' ' + level if level else ''}: it must be between {low} and {high} GiB.",
+        )
+    if category not in zone.categories:
+        raise EcsError(
+            "InvalidDataDiskCategory.NotSupported",
+            f"The specified zone {zone_id} does not support disk category {category}.",
+        )
+    multi = p.str("MultiAttach", "Disabled")
+    if multi not in ("Enabled", "Disabled"):
+        raise invalid_parameter("MultiAttach", "It must be Enabled or Disabled.")
+    encrypted = p.bool("Encrypted")
+    tags = _tags(p)
+    iops = p.int("ProvisionedIops", 0, 0, 1_000_000) or 0
+    bursting = p.bool("BurstingEnabled")
+    stock = db.execute(
+        "SELECT remaining FROM stock WHERE zone=? AND category=?", (zone_id, category)
+    ).fetchone()
+    if stock is not None:
+        if stock["remaining"] <= 0:
+            raise EcsError("OperationDenied.NoStock")
+        db.execute(
+            "UPDATE stock SET remaining=remaining-1 WHERE zone=? AND category=?",
+            (zone_id, category),
+        )
+    disk_id = cloud.new_id(db, "d-")
+    db.execute(
+        "INSERT INTO disks(id, zone, category, performance_level, size, status, due, name, "
+        "description, encrypted, kms_key_id, resource_group_id, multi_attach, provisioned_iops, "
+        "bursting, snapshot_id, tags, created) "
+        "VALUES(?, ?, ?, ?, ?, 'Creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            disk_id,
+            zone_id,
+            category,
+            level,
+            size,
+            cloud.due(cloud.options.latency.create),
+            p.str("DiskName"),
+            p.str("Description"),
+            int(encrypted),
+            p.str("KMSKeyId") if encrypted else "",
+            p.str("ResourceGroupId"),
+            int(multi == "Enabled"),
+            iops,
+            int(bursting),
+            snapshot_id,
+            json.dumps(tags),
+            time.time(),
+        ),
+    )
+    cloud.devices.create(disk_id, size)
+    return {"DiskId": disk_id, "OrderId": ""}
+
+
+@action("DeleteDisk", params=("DiskId",))
+def delete_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
+    disk_id = p.required("DiskId")
+    with cloud.store.tx() as db:
+        disk = cloud.get_disk(db, disk_id)
+        if disk["status"] == "Creating":
+            raise EcsError("IncorrectDiskStatus.Initializing")
+        if cloud.attachments(db, disk_id):
+            raise EcsError("IncorrectDiskStatus")
+        db.execute("DELETE FROM disks WHERE id=?", (disk_id,))
+    cloud.devices.delete(disk_id)
+    return {}
+
+
+def disk_view(cloud: Cloud, db: sqlite3.Connection, disk: sqlite3.Row) -> dict[str, Any]:
+    """A disk as DescribeDisks shows it."""
+    atts = cloud.attachments(db, disk["id"])
+    status = cloud.disk_status(disk, atts)
+    visible = [a for a in atts if a["state"] in ("Attached", "Detaching")]
+    owner = atts[0] if atts and not disk["multi_attach"] else None
+    last = visible[-1] if visible else None
+    return {
+        "DiskId": disk["id"],
+        "RegionId": cloud.topology.region,
+        "ZoneId": disk["zone"],
+        "Category": disk["category"],
+        "PerformanceLevel": disk["performance_level"],
+        "Size": disk["size"],
+        "Status": status,
+        "Type": "data",
+        "SerialNumber": serial_of(disk["id"]),
+        "InstanceId": owner["instance_id"] if owner else "",
+        "Device": owner["device"] if owner and owner["state"] != "Attaching" else "",
+        "AttachedTime": iso(last["attached_time"]) if last and last["attached_time"] else "",
+        "Attachments": {
+            "Attachment": [
+                {
+                    "InstanceId": a["instance_id"],
+                    "Device": a["device"],
+                    "AttachedTime": iso(a["attached_time"]) if a["attached_time"] else "",
+                }
+                for a in visible
+            ]
+        },
+        "Tags": {"Tag": json.loads(disk["tags"])},
+        "MultiAttach": "Enabled" if disk["multi_attach"] else "Disabled",
+        "Encrypted": bool(disk["encrypted"]),
+        "KMSKeyId": disk["kms_key_id"],
+        "SourceSnapshotId": disk["snapshot_id"],
+        "DeleteWithInstance": bool(disk["delete_with_instance"]),
+        "DeleteAutoSnapshot": False,
+        "EnableAutoSnapshot": False,
+        "ResourceGroupId": disk["resource_group_id"],
+        "DiskName": disk["name"],
+        "Description": disk["description"],
+        "CreationTime": iso(disk["created"]),
+        "Portable": True,
+        "DiskChargeType": "PostPaid",
+        "ProvisionedIops": disk["provisioned_iops"],
+        "BurstingEnabled": bool(disk["bursting"]),
+        "IOPS": _iops(disk["category"], disk["performance_level"], disk["size"]),
+        "OperationLocks": {"OperationLock": []},
+    }
+
+
+def _iops(category: str, level: str, size: int) -> int:
+    """A plausible IOPS figure; informational only."""
+    if category == "cloud_essd":
+        per_gib, cap = {"PL0": (0, 10000), "PL1": (50, 50000), "PL2": (50, 100000)}.get(
+            level, (50, 1000000)
+        )
+        return min(1800 + per_gib * size, cap)
+    return min(1800 + 30 * size, 25000)
+
+
+@action(
+    "DescribeDisks",
+    params=(
+        "DiskIds",
+        "ZoneId",
+        "InstanceId",
+        "Status",
+        "Category",
+        "DiskType",
+        "PageNumber",
+        "PageSize",
+        "NextToken",
+        "MaxResults",
+        "DiskName",
+        "SnapshotId",
+        "Portable",
+        "DeleteWithInstance",
+        "DeleteAutoSnapshot",
+        "EnableAutoSnapshot",
+        "MultiAttach",
+        "ResourceGroupId",
+        "Encrypted",
+        "KMSKeyId",
+        "AutoSnapshotPolicyId",
+        "LockReason",
+        "DiskChargeType",
+        "EnableShared",
+        "EnableAutomatedSnapshotPolicy",
+        "DryRun",
+    ),
+    patterns=(
+        *TAG_PATTERNS,
+        r"Filter\.\d+\.(Key|Value)",
+        r"AdditionalAttributes\.\d+",
+    ),
+)
+def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
+    ids = p.json_list("DiskIds", "InvalidDiskIds.Malformed", 100)
+    status = p.str("Status")
+    if status and status not in DISK_STATUSES:
+        raise invalid_parameter("Status")
+    category = p.str("Category")
+    if category and category not in (*ALL_CATEGORIES, "all"):
+        raise invalid_parameter("Category")
+    disk_type = p.str("DiskType", "all")
+    if disk_type not in ("all", "system", "data"):
+        raise invalid_parameter("DiskType")
+    tag_filters = p.indexed("Tag", ("Key", "Value"))
+    token_mode = "NextToken" in p.raw or "MaxResults" in p.raw
+    page_number = p.int("PageNumber", 1, 1) or 1
+    page_size = p.int("PageSize", 10, 1, 100) or 10
+    max_results = p.int("MaxResults", 10, 1, 500) or 10
+    start = 0
+    if p.str("NextToken"):
+        try:
+            start = int(p.str("NextToken"), 16)
+        except ValueError:
+            raise invalid_parameter("NextToken") from None
+    with cloud.store.tx() as db:
+        rows = db.execute("SELECT * FROM disks ORDER BY seq").fetchall()
+        views = []
+        for disk in rows:
+            if ids is not None and disk["id"] not in ids:
+                continue
+            if disk_type == "system":
+                continue
+            if p.str("ZoneId") and disk["zone"] != p.str("ZoneId"):
+                continue
+            if category not in ("", "all") and disk["category"] != category:
+                continue
+            view = disk_view(cloud, db, disk)
+            if status not in ("", "All") and view["Status"] != status:
+                continue
+            if p.str("InstanceId") and p.str("InstanceId") not in {
+                a["instance_id"] for a in cloud.attachments(db, disk["id"])
+            }:
+                continue
+            if not _tags_match(view["Tags"]["Tag"], tag_filters):
+                continue
+            if p.str("DiskName") and disk["name"] != p.str("DiskName"):
+                continue
+            view["_seq"] = disk["seq"]
+            views.append(view)
+    total = len(views)
+    body: dict[str, Any] = {"TotalCount": total}
+    if token_mode:
+        page = [v for v in views if v["_seq"] > start][:max_results]
+        more = page and any(v["_seq"] > page[-1]["_seq"] for v in views)
+        body["NextToken"] = format(page[-1]["_seq"], "x") if more else ""
+        body["PageSize"] = max_results
+    else:
+        page = views[(page_number - 1) * page_size : page_number * page_size]
+        body["PageNumber"] = page_number
+        body["PageSize"] = page_size
+    for view in page:
+        view.pop("_seq")
+    body["Disks"] = {"Disk": page}
+    return body
+
+
+def _tags_match(tags: list[dict[str, str]], filters: list[dict[str, str]]) -> bool:
+    have = {t["TagKey"]: t["TagValue"] for t in tags}
+    for wanted in filters:
+        key = wanted.get("Key", "")
+        if key not in have:
+            return False
+        if "Value" in wanted and have[key] != wanted["Value"]:
+            return False
+    return True
+
+
+@action(
+    "AttachDisk",
+    params=(
+        "InstanceId",
+        "DiskId",
+        "DeleteWithInstance",
+        "Bootable",
+        "Password",
+        "KeyPairName",
+        "Force",
+        "Device",
+    ),
+)
+def attach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
+    instance_id = p.required("InstanceId")
+    disk_id = p.required("DiskId")
+    delete_with_instance = p.bool("DeleteWithInstance")
+    with cloud.store.tx() as db:
+        inst = cloud.get_instance(db, instance_id)
+        disk = cloud.get_disk(db, disk_id)
+        atts = cloud.attachments(db, disk_id)
+        status = cloud.disk_status(disk, atts)
+        if status == "Creating":
+            raise EcsError("IncorrectDiskStatus.Initializing")
+        if status in ("Attaching", "Detaching"):
+            raise EcsError("IncorrectDiskStatus", f"The disk is {status}.")
+        if any(a["instance_id"] == instance_id for a in atts):
+            raise EcsError("IncorrectDiskStatus", "The disk is already attached to the instance.")
+        if atts and not disk["multi_attach"]:
+            raise EcsError("IncorrectDiskStatus", "The disk is attached to another instance.")
+        if inst["status"] not in ("Running", "Stopped"):
+            raise EcsError("IncorrectInstanceStatus", f"The instance is {inst['status']}.")
+        if disk["zone"] != inst["zone"]:
+            raise EcsError("ResourcesNotInSameZone")
+        itype = cloud.instance_type(inst["instance_type"])
+        if disk["category"] not in itype.categories:
+            raise EcsError(
+                "InvalidDiskCategory.NotSupported",
+                f"Instance type {itype.name} does not support disk category {disk['category']}.",
+            )
+        on_instance = db.execute(
+            "SELECT state FROM attachments WHERE instance_id=?", (instance_id,)
+        ).fetchall()
+        if len(on_instance) >= itype.disk_quantity:
+            raise EcsError("InstanceDiskLimitExceeded")
+        attaching = sum(1 for r in on_instance if r["state"] == "Attaching")
+        if attaching >= inst["max_attaching"]:
+            raise EcsError("OperationConflict.DisksAttachingParallellyExceed")
+        device = cloud.free_device(db, instance_id)
+        db.execute(
+            "INSERT INTO attachments(disk_id, instance_id, device, state, due) "
+            "VALUES(?, ?, ?, 'Attaching', ?)",
+            (disk_id, instance_id, device, cloud.due(cloud.options.latency.attach)),
+        )
+        db.execute(
+            "UPDATE disks SET delete_with_instance=? WHERE id=?",
+            (int(delete_with_instance), disk_id),
+        )
+    cloud.wake()
+    return {}
+
+
+@action("DetachDisk", params=("InstanceId", "DiskId", "DeleteWithInstance"))
+def detach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
+    instance_id = p.required("InstanceId")
+    disk_id = p.required("DiskId")
+    with cloud.store.tx() as db:
+        inst = cloud.get_instance(db, instance_id)
+        cloud.get_disk(db, disk_id)
+        att = db.execute(
+            "SELECT * FROM attachments WHERE disk_id=? AND instance_id=?", (disk_id, instance_id)
+        ).fetchone()
+        if att is None:
+            raise EcsError("DependencyViolation")
+        if att["state"] != "Attached":
+            raise EcsError("IncorrectDiskStatus", f"The disk is {att['state']}.")
+        detaching = db.execute(
+            "SELECT COUNT(*) AS n FROM attachments WHERE instance_id=? AND state='Detaching'",
+            (instance_id,),
+        ).fetchone()["n"]
+        if detaching >= inst["max_detaching"]:
+            raise EcsError("InvalidOperation.Conflict")
+        db.execute(
+            "UPDATE attachments SET state='Detaching', due=? WHERE disk_id=? AND instance_id=?",
+            (cloud.due(cloud.options.latency.detach), disk_id, instance_id),
+        )
+    cloud.wake()
+    return {}

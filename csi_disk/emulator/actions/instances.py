@@ -1,0 +1,307 @@
+"""Instance and region actions: DescribeInstances, DescribeInstanceTypes, DescribeZones,
+DescribeAvailableResource."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from csi_disk.emulator.actions import Params, action
+from csi_disk.emulator.actions.disks import PERFORMANCE_LEVELS, size_range
+from csi_disk.emulator.cloud import Cloud, iso
+from csi_disk.emulator.errors import EcsError, invalid_parameter
+from csi_disk.emulator.topology import INSTANCE_TYPES, InstanceType
+
+INSTANCE_STATUSES = ("Pending", "Running", "Starting", "Stopping", "Stopped")
+
+
+@action(
+    "DescribeInstances",
+    params=(
+        "InstanceIds",
+        "ZoneId",
+        "Status",
+        "InstanceType",
+        "InstanceTypeFamily",
+        "PageNumber",
+        "PageSize",
+        "NextToken",
+        "MaxResults",
+        "InstanceName",
+        "VpcId",
+        "VSwitchId",
+        "SecurityGroupId",
+        "ImageId",
+        "InstanceNetworkType",
+        "InstanceChargeType",
+        "InternetChargeType",
+        "IoOptimized",
+        "KeyPairName",
+        "LockReason",
+        "ResourceGroupId",
+        "PrivateIpAddresses",
+        "PublicIpAddresses",
+        "InnerIpAddresses",
+        "EipAddresses",
+        "RdmaIpAddresses",
+        "HpcClusterId",
+        "DeviceAvailable",
+        "NeedSaleCycle",
+        "DryRun",
+        "HttpEndpoint",
+        "HttpTokens",
+        "HttpPutResponseHopLimit",
+    ),
+    patterns=(
+        r"Tag\.\d+\.(Key|Value)",
+        r"Filter\.\d+\.(Key|Value)",
+        r"AdditionalAttributes\.\d+",
+        r"Ipv6Address\.\d+",
+    ),
+)
+def describe_instances(cloud: Cloud, p: Params) -> dict[str, Any]:
+    ids = p.json_list("InstanceIds", "InvalidInstanceIds.Malformed", 100)
+    status = p.str("Status")
+    if status and status not in INSTANCE_STATUSES:
+        raise invalid_parameter("Status")
+    page_number = p.int("PageNumber", 1, 1) or 1
+    page_size = p.int("PageSize", 10, 1, 100) or 10
+    token_mode = "NextToken" in p.raw or "MaxResults" in p.raw
+    max_results = p.int("MaxResults", 10, 1, 100) or 10
+    with cloud.store.tx() as db:
+        rows = db.execute("SELECT rowid AS seq, * FROM instances ORDER BY rowid").fetchall()
+    found = []
+    for row in rows:
+        if ids is not None and row["id"] not in ids:
+            continue
+        if p.str("ZoneId") and row["zone"] != p.str("ZoneId"):
+            continue
+        if status and row["status"] != status:
+            continue
+        itype = INSTANCE_TYPES[row["instance_type"]]
+        if p.str("InstanceType") and itype.name != p.str("InstanceType"):
+            continue
+        if p.str("InstanceTypeFamily") and itype.family != p.str("InstanceTypeFamily"):
+            continue
+        found.append((row["seq"], _instance_view(cloud, row, itype)))
+    body: dict[str, Any] = {"TotalCount": len(found)}
+    if token_mode:
+        start = int(p.str("NextToken") or "0", 16) if _is_hex(p.str("NextToken")) else None
+        if start is None:
+            raise invalid_parameter("NextToken")
+        page = [(s, v) for s, v in found if s > start][:max_results]
+        more = page and found[-1][0] > page[-1][0]
+        body["NextToken"] = format(page[-1][0], "x") if more else ""
+        body["PageSize"] = max_results
+    else:
+        page = found[(page_number - 1) * page_size : page_number * page_size]
+        body["PageNumber"] = page_number
+        body["PageSize"] = page_size
+    body["Instances"] = {"Instance": [v for _, v in page]}
+    return body
+
+
+def _is_hex(value: str) -> bool:
+    try:
+        int(value or "0", 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _instance_view(cloud: Cloud, row: Any, itype: InstanceType) -> dict[str, Any]:
+    return {
+        "InstanceId": row["id"],
+        "InstanceName": row["id"],
+        "HostName": row["id"],
+        "RegionId": cloud.topology.region,
+        "ZoneId": row["zone"],
+        "InstanceType": itype.name,
+        "InstanceTypeFamily": itype.family,
+        "Status": row["status"],
+        "Cpu": itype.cpu,
+        "Memory": int(itype.memory_gib * 1024),
+        "OSType": "linux",
+        "InstanceNetworkType": "vpc",
+        "InstanceChargeType": "PostPaid",
+        "CreationTime": iso(row["created"]),
+        "SerialNumber": row["id"][2:],
+    }
+
+
+@action(
+    "DescribeInstanceTypes",
+    params=(
+        "InstanceTypeFamily",
+        "NextToken",
+        "MaxResults",
+        "InstanceCategory",
+        "CpuArchitecture",
+        "NvmeSupport",
+        "MinimumDiskQuantity",
+        "MinimumCpuCoreCount",
+        "MaximumCpuCoreCount",
+        "MinimumMemorySize",
+        "MaximumMemorySize",
+        "InstanceFamilyLevel",
+        "GPUSpec",
+        "LocalStorageCategory",
+        "MinimumEniQuantity",
+        "MinimumGPUAmount",
+        "MaximumGPUAmount",
+        "PhysicalProcessorModel",
+        "MinimumInstancePpsTx",
+        "MinimumInstancePpsRx",
+        "MinimumInstanceBandwidthTx",
+        "MinimumInstanceBandwidthRx",
+        "MinimumBaselineCredit",
+        "MinimumInitialCredit",
+        "MinimumPrimaryEniQueueNumber",
+        "MinimumSecondaryEniQueueNumber",
+        "MinimumQueuePairNumber",
+        "MinimumLocalStorageAmount",
+        "MinimumLocalStorageCapacity",
+        "MinimumCpuSpeedFrequency",
+        "MaximumCpuSpeedFrequency",
+        "MinimumCpuTurboFrequency",
+        "MaximumCpuTurboFrequency",
+        "MinimumEniPrivateIpAddressQuantity",
+        "MinimumEniIpv6AddressQuantity",
+        "MinimumEriQuantity",
+    ),
+    patterns=(
+        r"InstanceTypes\.\d+",
+        r"InstanceTypeFamilies\.\d+",
+        r"CpuArchitectures\.\d+",
+        r"InstanceCategories\.\d+",
+        r"LocalStorageCategories\.\d+",
+        r"GpuSpecs\.\d+",
+        r"PhysicalProcessorModels\.\d+",
+        r"AdditionalAttributes\.\d+",
+    ),
+)
+def describe_instance_types(cloud: Cloud, p: Params) -> dict[str, Any]:
+    wanted = set(p.numbered("InstanceTypes"))
+    families = set(p.numbered("InstanceTypeFamilies"))
+    if p.str("InstanceTypeFamily"):
+        families.add(p.str("InstanceTypeFamily"))
+    types = []
+    for itype in INSTANCE_TYPES.values():
+        if wanted and itype.name not in wanted:
+            continue
+        if families and itype.family not in families:
+            continue
+        types.append(
+            {
+                "InstanceTypeId": itype.name,
+                "InstanceTypeFamily": itype.family,
+                "CpuCoreCount": itype.cpu,
+                "MemorySize": itype.memory_gib,
+                "DiskQuantity": itype.disk_quantity,
+                "NvmeSupport": "required" if itype.bus == "nvme" else "unsupported",
+                "CpuArchitecture": "X86",
+                "InstanceCategory": "General-purpose",
+            }
+        )
+    return {"InstanceTypes": {"InstanceType": types}, "NextToken": ""}
+
+
+@action(
+    "DescribeZones",
+    params=("InstanceChargeType", "SpotStrategy", "AcceptLanguage", "Verbose"),
+)
+def describe_zones(cloud: Cloud, p: Params) -> dict[str, Any]:
+    zones = []
+    for zone in cloud.topology.zones:
+        types = sorted(
+            name
+            for name, itype in INSTANCE_TYPES.items()
+            if any(c in zone.categories for c in itype.categories)
+        )
+        zones.append(
+            {
+                "ZoneId": zone.id,
+                "LocalName": zone.id,
+                "ZoneType": "AvailabilityZone",
+                "AvailableDiskCategories": {"DiskCategories": list(zone.categories)},
+                "AvailableVolumeCategories": {"VolumeCategories": list(zone.categories)},
+                "AvailableInstanceTypes": {"InstanceTypes": types},
+                "AvailableResourceCreation": {"ResourceTypes": ["Instance", "Disk"]},
+            }
+        )
+    return {"Zones": {"Zone": zones}}
+
+
+@action(
+    "DescribeAvailableResource",
+    params=(
+        "DestinationResource",
+        "ZoneId",
+        "DataDiskCategory",
+        "InstanceType",
+        "IoOptimized",
+        "InstanceChargeType",
+        "SpotStrategy",
+        "SpotDuration",
+        "ResourceType",
+        "Scope",
+        "NetworkCategory",
+        "SystemDiskCategory",
+        "DedicatedHostId",
+        "Cores",
+        "Memory",
+    ),
+)
+def describe_available_resource(cloud: Cloud, p: Params) -> dict[str, Any]:
+    destination = p.required("DestinationResource")
+    if destination != "DataDisk":
+        raise invalid_parameter("DestinationResource", "Only DataDisk is emulated.")
+    zone_filter = p.str("ZoneId")
+    if zone_filter and cloud.topology.zone(zone_filter) is None:
+        raise EcsError("InvalidZoneId.NotFound")
+    category_filter = p.str("DataDiskCategory")
+    instance_type = p.str("InstanceType")
+    if instance_type and instance_type not in INSTANCE_TYPES:
+        raise invalid_parameter("InstanceType")
+    with cloud.store.tx() as db:
+        stock = {
+            (r["zone"], r["category"]): r["remaining"]
+            for r in db.execute("SELECT * FROM stock").fetchall()
+        }
+    result = []
+    for zone in cloud.topology.zones:
+        if zone_filter and zone.id != zone_filter:
+            continue
+        supported = []
+        for category in zone.categories:
+            if category_filter and category != category_filter:
+                continue
+            if instance_type and category not in INSTANCE_TYPES[instance_type].categories:
+                continue
+            sold_out = stock.get((zone.id, category), 1) <= 0
+            low = min(size_range(category, lvl)[0] for lvl in PERFORMANCE_LEVELS)
+            high = size_range(category, "PL1")[1]
+            supported.append(
+                {
+                    "Value": category,
+                    "Status": "SoldOut" if sold_out else "Available",
+                    "StatusCategory": "WithoutStock" if sold_out else "WithStock",
+                    "Min": low,
+                    "Max": high,
+                    "Unit": "GiB",
+                }
+            )
+        available = any(s["Status"] == "Available" for s in supported)
+        result.append(
+            {
+                "RegionId": cloud.topology.region,
+                "ZoneId": zone.id,
+                "Status": "Available" if available else "SoldOut",
+                "StatusCategory": "WithStock" if available else "WithoutStock",
+                "AvailableResources": {
+                    "AvailableResource": [
+                        {"Type": "DataDisk", "SupportedResources": {"SupportedResource": supported}}
+                    ]
+                },
+            }
+        )
+    return {"AvailableZones": {"AvailableZone": result}}

@@ -1,0 +1,150 @@
+"""The admin JSON API under ``/admin/``: what tests and the demo use to look inside the
+emulator and to make it misbehave on purpose."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from csi_disk.emulator.cloud import Cloud
+from csi_disk.emulator.errors import CATALOGUE, EcsError
+
+Reply = tuple[int, Any]
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def handle(cloud: Cloud, method: str, path: str, body: Any, info: dict[str, Any]) -> Reply:
+    """Answer ``method path`` (path relative to /admin/) with (status, JSON)."""
+    parts = [p for p in path.split("/") if p]
+    try:
+        return _route(cloud, method, parts, body if isinstance(body, dict) else {}, info)
+    except AdminError as err:
+        return err.status, {"error": str(err)}
+    except EcsError as err:
+        return err.status, {"error": err.message, "code": err.code}
+
+
+def _route(
+    cloud: Cloud, method: str, parts: list[str], body: dict[str, Any], info: dict[str, Any]
+) -> Reply:
+    match (method, parts):
+        case ("GET", ["info"]):
+            return 200, info
+        case ("GET", ["calls"]):
+            with cloud.store.tx() as db:
+                rows = db.execute("SELECT * FROM calls ORDER BY action").fetchall()
+            return 200, {"calls": {r["action"]: r["count"] for r in rows}}
+        case ("POST", ["calls", "reset"]) | ("DELETE", ["calls"]):
+            with cloud.store.tx() as db:
+                db.execute("DELETE FROM calls")
+            return 200, {}
+        case ("GET", ["faults"]):
+            with cloud.store.tx() as db:
+                rows = db.execute("SELECT * FROM faults").fetchall()
+            return 200, {"faults": [dict(r) for r in rows]}
+        case ("POST", ["faults"]):
+            return _set_fault(cloud, body)
+        case ("DELETE", ["faults"]):
+            with cloud.store.tx() as db:
+                db.execute("DELETE FROM faults")
+                db.execute("DELETE FROM throttles")
+            return 200, {}
+        case ("POST", ["throttle"]):
+            key = _field(body, "access_key_id", str)
+            rate = body.get("per_second")
+            with cloud.store.tx() as db:
+                if rate is None:
+                    db.execute("DELETE FROM throttles WHERE access_key_id=?", (key,))
+                else:
+                    db.execute("INSERT OR REPLACE INTO throttles VALUES(?, ?)", (key, float(rate)))
+            return 200, {}
+        case ("POST", ["stock"]):
+            zone = _field(body, "zone", str)
+            category = _field(body, "category", str)
+            count = body.get("count")
+            with cloud.store.tx() as db:
+                if count is None:
+                    db.execute("DELETE FROM stock WHERE zone=? AND category=?", (zone, category))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO stock VALUES(?, ?, ?)", (zone, category, int(count))
+                    )
+            return 200, {}
+        case ("POST", ["disks", disk_id, "stuck"]):
+            stuck = bool(body.get("stuck", True))
+            with cloud.store.tx() as db:
+                cloud.get_disk(db, disk_id)
+                db.execute("UPDATE disks SET stuck=? WHERE id=?", (int(stuck), disk_id))
+            cloud.wake()
+            return 200, {}
+        case ("GET", ["disks"]):
+            with cloud.store.tx() as db:
+                disks = [dict(r) for r in db.execute("SELECT * FROM disks ORDER BY seq")]
+                atts = [dict(r) for r in db.execute("SELECT * FROM attachments")]
+            return 200, {"disks": disks, "attachments": atts}
+        case ("POST", ["instances", instance_id, "stop"]):
+            cloud.set_instance_status(instance_id, "Stopped")
+            return 200, {}
+        case ("POST", ["instances", instance_id, "start"]):
+            cloud.set_instance_status(instance_id, "Running")
+            return 200, {}
+        case ("POST", ["instances", instance_id, "status"]):
+            status = _field(body, "status", str)
+            if status not in ("Pending", "Running", "Starting", "Stopping", "Stopped"):
+                raise AdminError(400, f"unknown instance status {status!r}")
+            cloud.set_instance_status(instance_id, status)
+            return 200, {}
+        case ("POST", ["instances", instance_id, "release"]):
+            cloud.release_instance(instance_id)
+            return 200, {}
+        case ("POST", ["instances", instance_id, "concurrency"]):
+            with cloud.store.tx() as db:
+                cloud.get_instance(db, instance_id)
+                db.execute(
+                    "UPDATE instances SET max_attaching=?, max_detaching=? WHERE id=?",
+                    (int(body.get("attach", 1)), int(body.get("detach", 1)), instance_id),
+                )
+            return 200, {}
+        case ("POST", ["credentials", "expire"]):
+            count = cloud.expire_credentials(body.get("instance_id"))
+            return 200, {"expired": count}
+    raise AdminError(404, f"no admin route {method} /admin/{'/'.join(parts)}")
+
+
+def _field(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind):
+        raise AdminError(400, f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _set_fault(cloud: Cloud, body: dict[str, Any]) -> Reply:
+    """``{"action": "CreateDisk"|"*", "code": "Throttling", "rate": 1.0, "count": 2,
+    "latency_ms": 0}``: ``count`` limits how many calls fail (absent = no limit)."""
+    name = _field(body, "action", str)
+    code = body.get("code")
+    if code is not None and code not in CATALOGUE:
+        raise AdminError(400, f"unknown error code {code!r}")
+    rate = float(body.get("rate", 1.0))
+    count = body.get("count")
+    latency = float(body.get("latency_ms", 0))
+    with cloud.store.tx() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO faults VALUES(?, ?, ?, ?, ?)",
+            (name, code, rate, None if count is None else int(count), latency),
+        )
+    return 200, {}
+
+
+def parse_body(raw: bytes) -> Any:
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise AdminError(400, "body is not JSON") from None
