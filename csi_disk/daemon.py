@@ -41,7 +41,7 @@ class Services:
 
 def build_services(config: Config) -> Services:
     """Resolve identity, credentials and the cloud client; raise to be retried later."""
-    from csi_disk.cloud.credentials import CredentialChain
+    from csi_disk.cloud.credentials import resolve_provider
     from csi_disk.cloud.ecs import EcsCloud
     from csi_disk.cloud.metadata import MetadataClient
     from csi_disk.cloud.waiter import DiskWaiter
@@ -52,8 +52,11 @@ def build_services(config: Config) -> Services:
     needs_cloud = config.serves_controller or config.attach_mode == "node"
     cloud = waiter = None
     if needs_cloud:
-        credentials = CredentialChain.from_config(config, metadata)
-        cloud = EcsCloud(config, region=region, credentials=credentials)
+        credentials = resolve_provider(config, metadata=metadata)
+        credentials.get()  # resolved now, so a missing credential shows as not ready
+        cloud = EcsCloud(
+            region, credentials, endpoint=config.ecs_endpoint, pool_size=config.workers
+        )
         cloud.probe()  # one ECS call answered: credentials and endpoint work
         waiter = DiskWaiter(cloud)
         services.closers.append(waiter.close)

@@ -1,0 +1,288 @@
+"""Run the emulator and a set of ``csi-disk serve`` processes on one machine.
+
+Used by the demo and the end-to-end tests: one emulator, one controller, one node plugin
+per emulated instance, each a separate process on its own socket, the way a cluster runs
+them. Everything started here is stopped, unmounted and detached by ``close``, even
+after a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from csi_disk.cluster import Plugin
+from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class EmulatedInstance:
+    id: str
+    zone: str
+    instance_type: str
+    bus: str
+    metadata_endpoint: str
+    device_root: Path
+
+
+@dataclass(frozen=True)
+class EmulatorInfo:
+    region: str
+    ecs_endpoint: str
+    access_key_id: str
+    access_key_secret: str
+    admin_endpoint: str
+    zones: list[str]
+    instances: list[EmulatedInstance]
+
+    @classmethod
+    def load(cls, path: Path) -> EmulatorInfo:
+        data = json.loads(path.read_text())
+        return cls(
+            region=data["region"],
+            ecs_endpoint=data["ecs_endpoint"],
+            access_key_id=data["access_key_id"],
+            access_key_secret=data["access_key_secret"],
+            admin_endpoint=data["admin_endpoint"].rstrip("/"),
+            zones=list(data["zones"]),
+            instances=[
+                EmulatedInstance(
+                    id=i["id"],
+                    zone=i["zone"],
+                    instance_type=i.get("instance_type", ""),
+                    bus=i.get("bus", "virtio"),
+                    metadata_endpoint=i["metadata_endpoint"],
+                    device_root=Path(i["device_root"]),
+                )
+                for i in data["instances"]
+            ],
+        )
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 (the emulator, on loopback)
+            f"{self.admin_endpoint}/{path.lstrip('/')}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 (loopback)
+            raw = reply.read()
+        return json.loads(raw) if raw else {}
+
+    def calls(self) -> dict[str, int]:
+        return dict(self.admin("GET", "calls").get("calls", {}))
+
+    def in_zone(self, zone: str) -> list[EmulatedInstance]:
+        return [i for i in self.instances if i.zone == zone]
+
+
+class Stack:
+    """Processes of one run, under ``state_dir``."""
+
+    def __init__(self, state_dir: Path, *, latency_scale: float = 0.05, seed: int = 0) -> None:
+        self.state_dir = state_dir
+        self.latency_scale = latency_scale
+        self.seed = seed
+        self.logs = state_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.emulator: subprocess.Popen[bytes] | None = None
+        self.info: EmulatorInfo | None = None
+        self.daemons: dict[str, subprocess.Popen[bytes]] = {}
+        self.plugins: dict[str, Plugin] = {}
+
+    # ------------------------------------------------------------------ emulator
+
+    def start_emulator(self, *, zones: int = 3, instances_per_zone: int = 2) -> EmulatorInfo:
+        emulator_dir = self.state_dir / "emulator"
+        emulator_dir.mkdir(parents=True, exist_ok=True)
+        info_path = emulator_dir / "emulator.json"
+        info_path.unlink(missing_ok=True)
+        zone_names = ",".join(f"cn-hangzhou-{c}" for c in "hijk"[:zones])
+        argv = [
+            sys.executable, "-m", "csi_disk.emulator",
+            "--listen", "127.0.0.1:0",
+            "--state-dir", str(emulator_dir),
+            "--zones", zone_names,
+            "--instances-per-zone", str(instances_per_zone),
+            "--latency-scale", str(self.latency_scale),
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+        log = open(self.logs / "emulator.log", "ab")  # noqa: SIM115 (lives as long as the process)
+        self.emulator = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not info_path.exists():
+            if self.emulator.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the emulator did not start; see " + str(self.logs / "emulator.log")
+                )
+            time.sleep(0.05)
+        self.info = EmulatorInfo.load(info_path)
+        return self.info
+
+    # ------------------------------------------------------------------ daemons
+
+    def _serve(self, name: str, args: list[str], env: dict[str, str]) -> Plugin:
+        socket_path = self.state_dir / "sockets" / f"{name}.sock"
+        socket_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{socket_path}"]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+        full_env.update(env)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (lives as long as the process)
+        process = subprocess.Popen(argv + args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        self.daemons[name] = process
+        plugin = Plugin(f"unix://{socket_path}")
+        self.plugins[name] = plugin
+        return plugin
+
+    def start_controller(self, attach_mode: str, *, name: str = "controller") -> Plugin:
+        info = self._require_info()
+        first = info.instances[0]
+        return self._serve(
+            name,
+            [
+                "--mode", "controller",
+                "--attach-mode", attach_mode,
+                "--ecs-endpoint", info.ecs_endpoint,
+                "--metadata-endpoint", first.metadata_endpoint,
+                "--region", info.region,
+                "--operation-timeout", "120",
+            ],
+            {
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": info.access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": info.access_key_secret,
+            },
+        )  # fmt: skip
+
+    def kubelet_dir(self, instance_id: str) -> Path:
+        path = self.state_dir / "nodes" / instance_id / "kubelet"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def start_node(self, instance: EmulatedInstance, attach_mode: str) -> Plugin:
+        """A node plugin that takes its credentials from the instance's RAM role."""
+        info = self._require_info()
+        return self._serve(
+            f"node-{instance.id}",
+            [
+                "--mode", "node",
+                "--attach-mode", attach_mode,
+                "--ecs-endpoint", info.ecs_endpoint,
+                "--metadata-endpoint", instance.metadata_endpoint,
+                "--device-root", str(instance.device_root),
+                "--kubelet-dir", str(self.kubelet_dir(instance.id)),
+                "--operation-timeout", "120",
+            ],
+            {},
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Every started plugin answers Probe with ready."""
+        deadline = time.monotonic() + timeout
+        for name, plugin in self.plugins.items():
+            while True:
+                process = self.daemons[name]
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited; see {self.logs / (name + '.log')}")
+                try:
+                    reply = plugin.identity.Probe(csi_pb2.ProbeRequest(), timeout=5)
+                    if reply.ready.value:
+                        break
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{name} not ready after {timeout:.0f}s; see {self.logs / (name + '.log')}"
+                    )
+                time.sleep(0.1)
+
+    def stop_daemon(self, name: str) -> None:
+        plugin = self.plugins.pop(name, None)
+        if plugin is not None:
+            plugin.close()
+        process = self.daemons.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_daemons(self) -> None:
+        for name in list(self.daemons):
+            self.stop_daemon(name)
+
+    # ------------------------------------------------------------------ teardown
+
+    def close(self) -> None:
+        """Stop everything; unmount and detach whatever is left under the state dir."""
+        self.stop_daemons()
+        if self.emulator is not None and self.emulator.poll() is None:
+            self.emulator.send_signal(signal.SIGTERM)
+            try:
+                self.emulator.wait(60)
+            except subprocess.TimeoutExpired:
+                self.emulator.kill()
+                self.emulator.wait()
+        sweep(self.state_dir)
+
+    def _require_info(self) -> EmulatorInfo:
+        if self.info is None:
+            raise RuntimeError("start the emulator first")
+        return self.info
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def sweep(directory: Path) -> tuple[list[str], list[str]]:
+    """Unmount everything under ``directory`` (deepest first), detach its loop devices.
+
+    Returns what had been left, so callers can report a leak.
+    """
+    prefix = str(directory.resolve())
+    mounts: list[str] = []
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point == prefix or point.startswith(prefix + "/"):
+                    mounts.append(point)
+    except OSError:
+        pass
+    for point in sorted(set(mounts), key=lambda p: p.count("/"), reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
+    loops: list[str] = []
+    listing = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    for line in listing.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[1].strip().startswith(prefix):
+            loops.append(parts[0])
+            subprocess.run(["losetup", "-d", parts[0]], capture_output=True, check=False)
+    return mounts, loops
+
+
+def identity_stub(endpoint: str) -> csi_pb2_grpc.IdentityStub:
+    return csi_pb2_grpc.IdentityStub(grpc.insecure_channel(endpoint))
