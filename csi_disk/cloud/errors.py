@@ -154,6 +154,8 @@ _EXACT: dict[str, type[EcsError]] = {
     "SignatureDoesNotMatch": EcsPermissionDenied,
     "InvalidAccessKeySecret": EcsPermissionDenied,
     "MissingParameter": EcsInvalidArgument,
+    # An API this endpoint does not serve is a driver/endpoint mismatch, not a missing disk.
+    "InvalidAction.NotFound": EcsInternal,
     "InvalidParameter": EcsInvalidArgument,
 }
 

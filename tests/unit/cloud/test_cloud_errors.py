@@ -44,6 +44,7 @@ TABLE = [
     ("InvalidAccessKeyId.NotFound", "PERMISSION_DENIED", False, False),
     ("SignatureDoesNotMatch", "PERMISSION_DENIED", False, False),
     ("SomethingNobodyKnows.Yet", "INTERNAL", False, False),
+    ("InvalidAction.NotFound", "INTERNAL", False, False),
 ]
 
 
