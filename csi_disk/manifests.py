@@ -391,7 +391,8 @@ def controller_statefulset(options: ManifestOptions) -> Obj:
             {"name": "metrics", "containerPort": options.controller_metrics_port},
         ],
         "livenessProbe": _health_probe(),
-        "volumeMounts": [_socket_mount()],
+        # The root filesystem is read-only; /tmp stays writable for libraries that need it.
+        "volumeMounts": [_socket_mount(), {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
         "resources": _resources("50m", "128Mi", "512Mi"),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -430,7 +431,10 @@ def controller_statefulset(options: ManifestOptions) -> Obj:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": containers,
-                    "volumes": [{"name": "socket-dir", "emptyDir": {}}],
+                    "volumes": [
+                        {"name": "socket-dir", "emptyDir": {}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
                 },
             },
         },
