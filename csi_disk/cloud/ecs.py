@@ -39,7 +39,7 @@ from aliyunsdkecs.request.v20140526 import (
 )
 
 from csi_disk.cloud import metrics
-from csi_disk.cloud.credentials import CredentialProvider, Credentials
+from csi_disk.cloud.credentials import CredentialProvider, Credentials, resolve_provider
 from csi_disk.cloud.errors import (
     EcsError,
     EcsInternal,
@@ -48,8 +48,10 @@ from csi_disk.cloud.errors import (
     from_ecs_code,
     scrub,
 )
+from csi_disk.cloud.metadata import MetadataClient
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
 from csi_disk.cloud.retry import RetryPolicy, TokenBucket, call_with_retry
+from csi_disk.config import Config
 from csi_disk.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -299,6 +301,22 @@ class EcsCloud:
         self._client_creds: Credentials | None = None
         self._disk_quantity: dict[str, int | None] = {}
         quiet_sdk_logging()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        credentials: CredentialProvider | None = None,
+        metadata: MetadataClient | None = None,
+        **kwargs: Any,
+    ) -> EcsCloud:
+        """The daemon's client: region from the config, else from the metadata service."""
+        metadata = metadata or MetadataClient(config.metadata_endpoint)
+        provider = credentials or resolve_provider(config, metadata=metadata)
+        region = config.region or metadata.region_id()
+        kwargs.setdefault("pool_size", max(10, config.workers))
+        return cls(region, provider, endpoint=config.ecs_endpoint, **kwargs)
 
     # --- plumbing -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from csi_disk.cloud.ecs import EcsCloud, disk_from_item, parse_endpoint
 from csi_disk.cloud.errors import EcsError, PermissionDenied
 from csi_disk.cloud.port import DiskRequest
 from csi_disk.cloud.retry import RetryPolicy
+from csi_disk.config import Config
 from csi_disk.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 SECRET = "Sup3rS3cretValue"
@@ -353,3 +354,20 @@ def test_signature_mismatch_echo_is_scrubbed(ecs_server, caplog) -> None:
         cloud.describe_disks(["d-1"])
     for text in [info.value.message, caplog.text]:
         assert KEY_ID not in text and TOKEN not in text
+
+
+def test_from_config_uses_config_endpoint_and_keys(ecs_server) -> None:
+    server = ecs_server(lambda a, p: ok(Disks={"Disk": []}))
+    config = Config(
+        ecs_endpoint=server.url,
+        region="cn-beijing",
+        access_key_id="cfg-key-id",
+        access_key_secret="cfg-secret-value",
+        metadata_endpoint="http://127.0.0.1:9",
+    )
+    cloud = EcsCloud.from_config(config)
+    cloud.probe()
+    assert cloud.region == "cn-beijing"
+    params = server.calls[0][1]
+    assert (params["AccessKeyId"], params["RegionId"]) == ("cfg-key-id", "cn-beijing")
+    assert "SecurityToken" not in params
