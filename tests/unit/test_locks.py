@@ -8,7 +8,7 @@ import time
 import pytest
 
 from csi_disk.errors import Aborted
-from csi_disk.locks import InFlight
+from csi_disk.locks import InFlight, InstanceSlots
 
 
 def test_second_holder_is_aborted_and_names_the_key() -> None:
@@ -69,3 +69,39 @@ def test_exactly_one_of_many_threads_wins() -> None:
     assert outcomes.count("won") == 1
     assert outcomes.count("aborted") == 15
     assert not locks.is_held("vol")
+
+
+def test_instance_slots_allow_one_attach_and_one_detach_per_instance() -> None:
+    slots = InstanceSlots()
+    with slots.attach("i-1", 1), slots.detach("i-1", 1), slots.attach("i-2", 1):
+        with pytest.raises(Aborted, match="attach to instance i-1"), slots.attach("i-1", 0.01):
+            pass
+        with pytest.raises(Aborted, match="detach from instance i-1"), slots.detach("i-1", 0.01):
+            pass
+    with slots.attach("i-1", 0.01):
+        pass
+
+
+def test_waiting_detach_goes_before_a_new_attach() -> None:
+    slots = InstanceSlots()
+    order: list[str] = []
+    detach_queued = threading.Event()
+    with slots.attach("i-1", 1), slots.detach("i-1", 1):
+
+        def detacher() -> None:
+            detach_queued.set()
+            with slots.detach("i-1", 5):
+                order.append("detach")
+
+        t = threading.Thread(target=detacher)
+        t.start()
+        detach_queued.wait(5)
+        while not slots._detach_waiting.get("i-1"):
+            time.sleep(0.001)
+        # The attach slot is busy and a detach waits: a new attach must not jump ahead.
+        with pytest.raises(Aborted), slots.attach("i-1", 0.01):
+            pass
+    t.join()
+    with slots.attach("i-1", 1):
+        order.append("attach")
+    assert order == ["detach", "attach"]
