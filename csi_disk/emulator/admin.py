@@ -82,6 +82,18 @@ def _route(
                 db.execute("UPDATE disks SET stuck=? WHERE id=?", (int(stuck), disk_id))
             cloud.wake()
             return 200, {}
+        case ("POST", ["sticky"]):
+            # {"actions": ["CreateDisk", "AttachDisk", "DetachDisk"]}: transitions those
+            # actions start hang (the disk is marked stuck) until unstuck per disk.
+            actions = body.get("actions", [])
+            if not isinstance(actions, list):
+                raise AdminError(400, "field 'actions' must be a list")
+            with cloud.store.tx() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES('sticky_actions', ?)",
+                    (json.dumps(actions),),
+                )
+            return 200, {}
         case ("GET", ["disks"]):
             with cloud.store.tx() as db:
                 disks = [dict(r) for r in db.execute("SELECT * FROM disks ORDER BY seq")]

@@ -385,6 +385,11 @@ class Cloud:
 
     # ----- calls, faults, throttling ---------------------------------------------------
 
+    def sticky(self, db: sqlite3.Connection, action: str) -> int:
+        """1 when the admin API asked that transitions started by ``action`` hang."""
+        row = db.execute("SELECT value FROM meta WHERE key='sticky_actions'").fetchone()
+        return int(row is not None and action in json.loads(row["value"]))
+
     def count_call(self, action: str) -> None:
         with self.store.tx() as db:
             db.execute(

@@ -171,8 +171,8 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
     db.execute(
         "INSERT INTO disks(id, zone, category, performance_level, size, status, due, name, "
         "description, encrypted, kms_key_id, resource_group_id, multi_attach, provisioned_iops, "
-        "bursting, snapshot_id, tags, created) "
-        "VALUES(?, ?, ?, ?, ?, 'Creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "bursting, snapshot_id, tags, created, stuck) "
+        "VALUES(?, ?, ?, ?, ?, 'Creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             disk_id,
             zone_id,
@@ -191,6 +191,7 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
             snapshot_id,
             json.dumps(tags),
             time.time(),
+            cloud.sticky(db, "CreateDisk"),
         ),
     )
     cloud.devices.create(disk_id, size)
@@ -438,8 +439,8 @@ def attach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
             (disk_id, instance_id, device, cloud.due(cloud.options.latency.attach)),
         )
         db.execute(
-            "UPDATE disks SET delete_with_instance=? WHERE id=?",
-            (int(delete_with_instance), disk_id),
+            "UPDATE disks SET delete_with_instance=?, stuck=MAX(stuck, ?) WHERE id=?",
+            (int(delete_with_instance), cloud.sticky(db, "AttachDisk"), disk_id),
         )
     cloud.wake()
     return {}
@@ -469,5 +470,7 @@ def detach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
             "UPDATE attachments SET state='Detaching', due=? WHERE disk_id=? AND instance_id=?",
             (cloud.due(cloud.options.latency.detach), disk_id, instance_id),
         )
+        if cloud.sticky(db, "DetachDisk"):
+            db.execute("UPDATE disks SET stuck=1 WHERE id=?", (disk_id,))
     cloud.wake()
     return {}
