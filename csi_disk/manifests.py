@@ -851,7 +851,7 @@ def _quote(text: str) -> str:
     for ch in text:
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
-        elif _is_printable(ch) and ch != "\x85":
+        elif _is_printable(ch) and ch not in "\x85\u2028\u2029\ufeff":  # YAML line breaks, BOM
             out.append(ch)
         elif ord(ch) <= 0xFF:
             out.append(f"\\x{ord(ch):02x}")
