@@ -1,0 +1,588 @@
+"""CSI Node: make an attached disk usable by pods on this instance.
+
+Every call starts from what the host and the cloud show now (mountinfo, blkid, sysfs,
+DescribeDisks) instead of from anything remembered, so a plugin killed between two steps
+converges on the kubelet's next call, and a device is formatted only when a fresh probe
+finds it blank.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from csi_disk import tokens, topology
+from csi_disk.attach import Attacher
+from csi_disk.cloud.port import Cloud
+from csi_disk.cloud.waiter import DiskWaiter
+from csi_disk.config import Config
+from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.errors import (
+    AlreadyExists,
+    DriverError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+)
+from csi_disk.host import devices, filesystems, mounts
+from csi_disk.host.filesystems import Probe, VolumeStats
+from csi_disk.host.mounts import Mount
+from csi_disk.host.paths import validate_target_path, validate_volume_id
+from csi_disk.locks import InFlight
+
+log = logging.getLogger(__name__)
+
+AccessMode = csi_pb2.VolumeCapability.AccessMode
+RPC = csi_pb2.NodeServiceCapability.RPC
+
+DEFAULT_MAX_VOLUMES = 15  # what the upstream driver reports when ECS does not say
+MKFS_OPTIONS_KEY = "mkfsOptions"
+SERIAL_KEY = "serial"
+
+_SINGLE_NODE_MODES = frozenset(
+    {
+        AccessMode.SINGLE_NODE_WRITER,
+        AccessMode.SINGLE_NODE_READER_ONLY,
+        AccessMode.SINGLE_NODE_SINGLE_WRITER,
+        AccessMode.SINGLE_NODE_MULTI_WRITER,
+    }
+)
+_MULTI_NODE_MODES = frozenset(
+    {
+        AccessMode.MULTI_NODE_READER_ONLY,
+        AccessMode.MULTI_NODE_SINGLE_WRITER,
+        AccessMode.MULTI_NODE_MULTI_WRITER,
+    }
+)
+_READ_ONLY_MODES = frozenset(
+    {AccessMode.SINGLE_NODE_READER_ONLY, AccessMode.MULTI_NODE_READER_ONLY}
+)
+# Flags that belong to one mount point and so are reapplied on each bind mount; the rest
+# (data=, context=, nouuid, ...) belong to the filesystem and were set when staging.
+_PER_MOUNT_FLAGS = frozenset(
+    {"nosuid", "nodev", "noexec", "noatime", "relatime", "nodiratime", "strictatime"}
+)
+
+
+class Host:
+    """The host operations the node service uses; unit tests replace it with a fake."""
+
+    def __init__(self, device_root: Path = Path("/")) -> None:
+        self.finder = devices.DeviceFinder(device_root)
+
+    def wait_for_device(self, disk_id: str, timeout: float) -> Path:
+        return self.finder.wait_for(disk_id, timeout)
+
+    def find_device(self, disk_id: str) -> Path | None:
+        return self.finder.find(disk_id)
+
+    def serial_of(self, device: Path) -> str | None:
+        return self.finder.serial_of(device)
+
+    def device_number(self, path: Path) -> int | None:
+        """``st_rdev`` of a block device node (through links and bind mounts), else None."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
+
+    def probe(self, device: Path) -> Probe:
+        return filesystems.probe(device)
+
+    def format(self, device: Path, fstype: str, options: Sequence[str]) -> None:
+        filesystems.format(device, fstype, options)
+
+    def fsck(self, device: Path, fstype: str) -> None:
+        filesystems.fsck(device, fstype)
+
+    def grow(self, device: Path, mount_path: Path, fstype: str) -> None:
+        filesystems.grow(device, mount_path, fstype)
+
+    def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
+        mounts.mount(device, target, fstype, options)
+
+    def bind_mount(
+        self, source: Path, target: Path, read_only: bool, options: Sequence[str]
+    ) -> None:
+        mounts.bind_mount(source, target, read_only, options)
+
+    def unmount(self, target: Path) -> None:
+        mounts.unmount(target)
+
+    def find_mount(self, path: Path) -> Mount | None:
+        return mounts.find_mount(path)
+
+    def mounts_of_device(self, device: Path) -> list[Mount]:
+        return mounts.mounts_of_device(device)
+
+    def stats(self, path: Path, timeout: float) -> VolumeStats:
+        return filesystems.stats(path, timeout)
+
+    def device_size(self, device: Path) -> int:
+        return devices.device_size_bytes(device)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A checked volume capability."""
+
+    block: bool
+    fstype: str
+    flags: list[str]
+    read_only: bool
+
+
+def _check_capability(
+    capability: csi_pb2.VolumeCapability, field: str = "volume_capability"
+) -> _Request:
+    """Validate a capability: access mode, filesystem and mount flags."""
+    if not capability.HasField("access_mode") or capability.access_mode.mode == AccessMode.UNKNOWN:
+        raise InvalidArgument(f"{field}.access_mode is required")
+    mode = capability.access_mode.mode
+    if mode not in _SINGLE_NODE_MODES | _MULTI_NODE_MODES:
+        raise InvalidArgument(f"{field}.access_mode {mode} is not known")
+    kind = capability.WhichOneof("access_type")
+    if kind == "block":
+        return _Request(block=True, fstype="", flags=[], read_only=mode in _READ_ONLY_MODES)
+    if kind != "mount":
+        raise InvalidArgument(f"{field} needs either block or mount access")
+    if mode in _MULTI_NODE_MODES:
+        # ext4 and xfs are single-host filesystems: two nodes mounting one corrupt it.
+        raise InvalidArgument(
+            f"{field}: access mode {AccessMode.Mode.Name(mode)} is only possible for block "
+            "volumes; a filesystem can be mounted by one node at a time"
+        )
+    if capability.mount.volume_mount_group:
+        raise InvalidArgument(f"{field}.mount.volume_mount_group is not supported")
+    fstype = filesystems.check_fstype(capability.mount.fs_type)
+    flags = mounts.check_mount_flags(capability.mount.mount_flags)
+    return _Request(block=False, fstype=fstype, flags=flags, read_only=mode in _READ_ONLY_MODES)
+
+
+def _require_capability(request: Any) -> _Request:
+    if not request.HasField("volume_capability"):
+        raise InvalidArgument("volume_capability is required")
+    return _check_capability(request.volume_capability)
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Remove a directory the driver made; a missing one is done, a busy one stays."""
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        if err.errno in (errno.ENOTEMPTY, errno.EBUSY, errno.EEXIST):
+            log.warning("leaving %s in place: %s", path, err.strerror)
+            return
+        if err.errno == errno.ENOTDIR:
+            path.unlink(missing_ok=True)
+            return
+        raise
+
+
+def unmanaged_disk_count(cloud: Cloud, instance_id: str) -> int:
+    """Disks attached to the instance that no CSI volume created (system disk included)."""
+    count = 0
+    token = ""
+    while True:
+        page = cloud.find_disks(instance_id=instance_id, page_token=token)
+        count += sum(
+            1
+            for d in page.items
+            if d.attached_to(instance_id) and tokens.VOLUME_NAME_TAG not in d.tags
+        )
+        token = page.next_token
+        if not token:
+            return count
+
+
+def max_volumes(config: Config, cloud: Cloud | None, instance_id: str, instance_type: str) -> int:
+    """How many more volumes this node can take: the instance type's quota minus what the
+    driver does not manage. Never 0, which CSI reads as "no limit"."""
+    if config.max_volumes_per_node > 0:
+        return config.max_volumes_per_node
+    if cloud is None:
+        return DEFAULT_MAX_VOLUMES
+    quantity = cloud.instance_disk_quantity(instance_type) or DEFAULT_MAX_VOLUMES
+    free = quantity - unmanaged_disk_count(cloud, instance_id)
+    if free < 1:
+        log.warning(
+            "instance %s (%s) has no free disk slot (%d allowed); reporting 1",
+            instance_id,
+            instance_type,
+            quantity,
+        )
+        return 1
+    return free
+
+
+class NodeService(csi_pb2_grpc.NodeServicer):
+    """The CSI Node service for one ECS instance."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        instance_id: str,
+        zone: str,
+        region: str = "",
+        max_volumes_per_node: int = DEFAULT_MAX_VOLUMES,
+        attacher: Attacher | None = None,
+        host: Host | None = None,
+        device_timeout: float = 60.0,
+        stats_timeout: float = 10.0,
+    ) -> None:
+        if config.attach_mode == "node" and attacher is None:
+            raise ValueError("node attach mode needs an attacher (a cloud client)")
+        self.config = config
+        self.instance_id = instance_id
+        self.zone = zone
+        self.region = region
+        self.max_volumes_per_node = max_volumes_per_node
+        self._attacher = attacher if config.attach_mode == "node" else None
+        self._host = host or Host(config.device_root)
+        self._device_timeout = device_timeout
+        self._stats_timeout = stats_timeout
+        self._locks = InFlight()
+
+    @classmethod
+    def from_metadata(
+        cls,
+        config: Config,
+        metadata: Any,
+        cloud: Cloud | None,
+        waiter: DiskWaiter | None,
+        *,
+        region: str = "",
+        host: Host | None = None,
+    ) -> NodeService:
+        """Resolve who this node is once, at start: NodeGetInfo then makes no calls."""
+        instance_id = config.node_id or metadata.instance_id()
+        zone = metadata.zone_id()
+        region = region or metadata.region_id()
+        attacher = None
+        if config.attach_mode == "node":
+            if cloud is None or waiter is None:
+                raise ValueError("node attach mode needs a cloud client and a waiter")
+            attacher = Attacher(cloud, waiter, config)
+        limit = config.max_volumes_per_node
+        if limit <= 0:
+            instance_type = metadata.instance_type() if cloud is not None else ""
+            limit = max_volumes(config, cloud, instance_id, instance_type)
+        return cls(
+            config,
+            instance_id=instance_id,
+            zone=zone,
+            region=region,
+            max_volumes_per_node=limit,
+            attacher=attacher,
+            host=host,
+        )
+
+    @property
+    def node_id(self) -> str:
+        return self.instance_id
+
+    # --- info ---------------------------------------------------------------------------
+
+    def NodeGetInfo(
+        self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetInfoResponse:
+        return csi_pb2.NodeGetInfoResponse(
+            node_id=self.instance_id,
+            max_volumes_per_node=self.max_volumes_per_node,
+            accessible_topology=csi_pb2.Topology(
+                segments=topology.node_segments(self.zone, self.region, self.instance_id)
+            ),
+        )
+
+    def NodeGetCapabilities(
+        self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetCapabilitiesResponse:
+        kinds = (
+            RPC.STAGE_UNSTAGE_VOLUME,
+            RPC.GET_VOLUME_STATS,
+            RPC.VOLUME_CONDITION,
+            RPC.SINGLE_NODE_MULTI_WRITER,
+        )
+        return csi_pb2.NodeGetCapabilitiesResponse(
+            capabilities=[csi_pb2.NodeServiceCapability(rpc=RPC(type=k)) for k in kinds]
+        )
+
+    # --- stage --------------------------------------------------------------------------
+
+    def NodeStageVolume(
+        self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeStageVolumeResponse:
+        disk_id = validate_volume_id(request.volume_id)
+        staging = validate_target_path(
+            request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
+        )
+        wanted = _require_capability(request)
+        mkfs_options: list[str] = []
+        if not wanted.block:
+            text = request.volume_context.get(MKFS_OPTIONS_KEY, "")
+            mkfs_options = filesystems.parse_mkfs_options(text, wanted.fstype) if text else []
+        with self._locks.hold(disk_id):
+            device = self._attached_device(disk_id, request.publish_context.get(SERIAL_KEY, ""))
+            if not wanted.block:
+                self._stage_filesystem(disk_id, device, staging, wanted, mkfs_options)
+        return csi_pb2.NodeStageVolumeResponse()
+
+    def _attached_device(self, disk_id: str, serial: str) -> Path:
+        """Attach (node attach mode) and find the disk's device, checked by its serial."""
+        if self._attacher is not None:
+            self._attacher.attach(disk_id, self.instance_id)
+            device = self._host.wait_for_device(disk_id, self._device_timeout)
+        else:
+            device = self._host.find_device(disk_id)
+            if device is None:
+                try:
+                    device = self._host.wait_for_device(disk_id, self._device_timeout)
+                except DriverError as err:
+                    raise FailedPrecondition(
+                        f"disk {disk_id} is not attached to this node ({err.message})"
+                    ) from err
+        if self._host.device_number(device) is None:
+            raise FailedPrecondition(f"{device} for disk {disk_id} is not a block device")
+        found = self._host.serial_of(device)
+        if serial and found is not None and found.removeprefix("d-") != serial.removeprefix("d-"):
+            raise FailedPrecondition(
+                f"{device} has serial {found!r}, not the {serial!r} the controller reported"
+            )
+        return device
+
+    def _stage_filesystem(
+        self,
+        disk_id: str,
+        device: Path,
+        staging: Path,
+        wanted: _Request,
+        mkfs_options: list[str],
+    ) -> None:
+        existing = self._host.find_mount(staging)
+        if existing is not None:
+            self._check_staged(disk_id, device, staging, existing, wanted)
+            return
+        if staging.exists() and not staging.is_dir():
+            raise FailedPrecondition(f"staging_target_path {staging} exists and is not a directory")
+        staging.mkdir(parents=True, exist_ok=True)
+        found = self._host.probe(device)
+        fresh = False
+        fstype = wanted.fstype
+        if found.is_blank:
+            log.info("disk %s (%s) is blank: creating %s", disk_id, device, fstype)
+            self._host.format(device, fstype, mkfs_options)
+            fresh = True
+        else:
+            fstype = self._existing_fstype(disk_id, found, wanted.fstype)
+        if not fresh:
+            self._host.fsck(device, fstype)
+        options = list(wanted.flags)
+        if fstype == "xfs" and "nouuid" not in options:
+            options.append("nouuid")  # clones of one snapshot share a UUID
+        self._host.mount(device, staging, fstype, options)
+        log.info("disk %s staged: %s on %s (%s)", disk_id, device, staging, fstype)
+        if not fresh and "ro" not in options:
+            try:
+                self._host.grow(device, staging, fstype)
+            except DriverError as err:  # the volume is usable; expansion can retry growing
+                log.warning("could not grow %s on disk %s: %s", fstype, disk_id, err.message)
+
+    @staticmethod
+    def _existing_fstype(disk_id: str, found: Probe, wanted: str) -> str:
+        """The filesystem to mount an already formatted disk with; never a reason to format."""
+        if found.ambivalent or found.pttype or not found.fstype:
+            raise FailedPrecondition(
+                f"disk {disk_id} holds {found.describe()}, not a {wanted} filesystem; "
+                "it is left untouched"
+            )
+        if found.fstype == wanted or (found.fstype == "ext3" and wanted == "ext4"):
+            return found.fstype
+        raise FailedPrecondition(
+            f"disk {disk_id} already holds a {found.fstype} filesystem but {wanted} was "
+            "requested; it is never reformatted"
+        )
+
+    def _check_staged(
+        self, disk_id: str, device: Path, staging: Path, existing: Mount, wanted: _Request
+    ) -> None:
+        rdev = self._host.device_number(device)
+        if rdev is None or (existing.major, existing.minor) != (os.major(rdev), os.minor(rdev)):
+            raise AlreadyExists(
+                f"{staging} already holds another device ({existing.source}), not disk {disk_id}"
+            )
+        compatible = existing.fstype == wanted.fstype or (
+            existing.fstype == "ext3" and wanted.fstype == "ext4"
+        )
+        if not compatible:
+            raise AlreadyExists(
+                f"disk {disk_id} is staged as {existing.fstype}, not {wanted.fstype}"
+            )
+        if existing.read_only and "ro" not in wanted.flags:
+            raise AlreadyExists(f"disk {disk_id} is staged read-only at {staging}")
+
+    def NodeUnstageVolume(
+        self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnstageVolumeResponse:
+        disk_id = validate_volume_id(request.volume_id)
+        staging = validate_target_path(
+            request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
+        )
+        with self._locks.hold(disk_id):
+            if self._host.find_mount(staging) is not None:
+                self._host.unmount(staging)
+                if self._host.find_mount(staging) is not None:
+                    raise FailedPrecondition(f"{staging} is still mounted after unmounting it")
+            _remove_if_empty(staging)
+            if self._attacher is not None:
+                device = self._host.find_device(disk_id)
+                if device is not None:
+                    busy = self._host.mounts_of_device(device)
+                    if busy:
+                        where = ", ".join(m.mount_point for m in busy)
+                        raise FailedPrecondition(
+                            f"disk {disk_id} is still mounted at {where}; not detaching it"
+                        )
+                self._attacher.detach(disk_id, self.instance_id)
+        return csi_pb2.NodeUnstageVolumeResponse()
+
+    # --- publish ------------------------------------------------------------------------
+
+    def NodePublishVolume(
+        self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodePublishVolumeResponse:
+        disk_id = validate_volume_id(request.volume_id)
+        target = validate_target_path(request.target_path, self.config.kubelet_dir)
+        staging = validate_target_path(
+            request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
+        )
+        wanted = _require_capability(request)
+        read_only = request.readonly or wanted.read_only
+        with self._locks.hold(disk_id):
+            if wanted.block:
+                self._publish_block(disk_id, target, read_only)
+            else:
+                flags = [f for f in wanted.flags if f in _PER_MOUNT_FLAGS]
+                self._publish_mount(disk_id, staging, target, read_only, flags)
+        return csi_pb2.NodePublishVolumeResponse()
+
+    def _publish_mount(
+        self, disk_id: str, staging: Path, target: Path, read_only: bool, flags: list[str]
+    ) -> None:
+        source = self._host.find_mount(staging)
+        if source is None:
+            raise FailedPrecondition(f"disk {disk_id} is not staged at {staging}")
+        existing = self._host.find_mount(target)
+        if existing is not None:
+            same = (existing.major, existing.minor, existing.root) == (
+                source.major,
+                source.minor,
+                source.root,
+            )
+            if not same:
+                raise AlreadyExists(f"{target} already holds another mount ({existing.source})")
+            if existing.read_only != read_only:
+                state = "read-only" if existing.read_only else "read-write"
+                raise AlreadyExists(f"{target} is already published {state}")
+            return
+        if target.exists() and not target.is_dir():
+            raise FailedPrecondition(f"target_path {target} exists and is not a directory")
+        target.mkdir(parents=True, exist_ok=True)
+        self._host.bind_mount(staging, target, read_only, flags)
+        log.info("disk %s published at %s%s", disk_id, target, " (read-only)" if read_only else "")
+
+    def _publish_block(self, disk_id: str, target: Path, read_only: bool) -> None:
+        device = self._host.find_device(disk_id)
+        if device is None:
+            raise FailedPrecondition(f"disk {disk_id} is not attached to this node")
+        rdev = self._host.device_number(device)
+        if self._host.find_mount(target) is not None:
+            if rdev is None or self._host.device_number(target) != rdev:
+                raise AlreadyExists(f"{target} already holds another device")
+            return
+        if target.is_dir():
+            _remove_if_empty(target)  # the kubelet may have made a directory; a file is wanted
+            if target.exists():
+                raise FailedPrecondition(f"target_path {target} is a non-empty directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o640)
+            os.close(fd)
+        self._host.bind_mount(device, target, read_only, [])
+        log.info("disk %s (%s) published as a block device at %s", disk_id, device, target)
+
+    def NodeUnpublishVolume(
+        self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeUnpublishVolumeResponse:
+        disk_id = validate_volume_id(request.volume_id)
+        target = validate_target_path(request.target_path, self.config.kubelet_dir)
+        with self._locks.hold(disk_id):
+            if self._host.find_mount(target) is not None:
+                self._host.unmount(target)
+                if self._host.find_mount(target) is not None:
+                    raise FailedPrecondition(f"{target} is still mounted after unmounting it")
+            if target.is_symlink() or (target.exists() and not target.is_dir()):
+                target.unlink(missing_ok=True)
+            else:
+                _remove_if_empty(target)
+        return csi_pb2.NodeUnpublishVolumeResponse()
+
+    # --- stats and expansion ------------------------------------------------------------
+
+    def NodeGetVolumeStats(
+        self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeGetVolumeStatsResponse:
+        validate_volume_id(request.volume_id)
+        path = validate_target_path(request.volume_path, self.config.kubelet_dir, "volume_path")
+        if not path.exists():
+            raise NotFound(f"volume path {path} does not exist")
+        Usage = csi_pb2.VolumeUsage
+        if self._host.device_number(path) is not None:
+            size = self._host.device_size(path)
+            return csi_pb2.NodeGetVolumeStatsResponse(
+                usage=[Usage(unit=Usage.BYTES, total=size)],
+                volume_condition=csi_pb2.VolumeCondition(abnormal=False, message="ok"),
+            )
+        if self._host.find_mount(path) is None:
+            return csi_pb2.NodeGetVolumeStatsResponse(
+                volume_condition=csi_pb2.VolumeCondition(
+                    abnormal=True, message=f"{path} is not mounted any more"
+                )
+            )
+        got = self._host.stats(path, self._stats_timeout)
+        return csi_pb2.NodeGetVolumeStatsResponse(
+            usage=[
+                Usage(
+                    unit=Usage.BYTES,
+                    total=got.total_bytes,
+                    available=got.available_bytes,
+                    used=got.used_bytes,
+                ),
+                Usage(
+                    unit=Usage.INODES,
+                    total=got.total_inodes,
+                    available=got.available_inodes,
+                    used=got.used_inodes,
+                ),
+            ],
+            volume_condition=csi_pb2.VolumeCondition(abnormal=False, message="ok"),
+        )
+
+    def NodeExpandVolume(
+        self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.NodeExpandVolumeResponse:
+        # Growing a staged filesystem needs: find the device by serial, rescan it, then
+        # filesystems.grow on the staging (or, for block, nothing). Not offered yet.
+        raise Unimplemented("NodeExpandVolume is not supported yet")

@@ -1,0 +1,693 @@
+"""NodeService against the in-memory ECS and a fake host: validation, codes and decisions."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csi_disk import topology
+from csi_disk.attach import Attacher
+from csi_disk.cloud import port
+from csi_disk.cloud.waiter import DiskWaiter
+from csi_disk.config import Config
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.errors import DeadlineExceeded, DriverError
+from csi_disk.host.filesystems import Probe, VolumeStats
+from csi_disk.host.mounts import Mount
+from csi_disk.node import NodeService
+from csi_disk.tokens import VOLUME_NAME_TAG
+from tests.fakes import InMemoryCloud
+
+ZONE = "cn-hangzhou-h"
+HERE = "i-here"
+Cap = csi_pb2.VolumeCapability
+Mode = Cap.AccessMode
+RPC = csi_pb2.NodeServiceCapability.RPC
+DEVTMPFS = (0, 6)
+
+
+class FakeHost:
+    """A host whose devices follow the fake cloud's attachments and whose mounts are a list."""
+
+    def __init__(self, cloud: InMemoryCloud | None, instance_id: str = HERE) -> None:
+        self.cloud = cloud
+        self.instance_id = instance_id
+        self.plugged: dict[str, Path] = {}  # disks seen without a cloud (controller mode)
+        self.rdevs: dict[str, int] = {}
+        self.contents: dict[str, Probe] = {}
+        self.mounts: list[Mount] = []
+        self.formatted: list[tuple[str, str, tuple[str, ...]]] = []
+        self.fscked: list[str] = []
+        self.grown: list[str] = []
+        self.mount_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
+        self.format_gate: threading.Event | None = None
+        self.format_started = threading.Event()
+        self._next = 0
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def device_path(self, disk_id: str) -> Path:
+        if disk_id not in self.rdevs:
+            self._next += 1
+            self.rdevs[disk_id] = os.makedev(253, self._next)
+        return Path(f"/dev/vd-{disk_id}")
+
+    def plug(self, disk_id: str) -> Path:
+        self.plugged[disk_id] = self.device_path(disk_id)
+        return self.plugged[disk_id]
+
+    # --- Host ---------------------------------------------------------------------------
+
+    def find_device(self, disk_id: str) -> Path | None:
+        if disk_id in self.plugged:
+            return self.plugged[disk_id]
+        disk = self.cloud.disks.get(disk_id) if self.cloud is not None else None
+        if disk is not None and disk.attached_to(self.instance_id):
+            return self.device_path(disk_id)
+        return None
+
+    def wait_for_device(self, disk_id: str, timeout: float) -> Path:
+        found = self.find_device(disk_id)
+        if found is None:
+            raise DeadlineExceeded(f"disk {disk_id} did not appear")
+        return found
+
+    def serial_of(self, device: Path) -> str | None:
+        return device.name.removeprefix("vd-d-")
+
+    def device_number(self, path: Path) -> int | None:
+        for disk_id, rdev in self.rdevs.items():
+            if Path(path) == Path(f"/dev/vd-{disk_id}"):
+                return rdev
+        entry = self.find_mount(path)
+        if entry is not None and entry.fstype == "devtmpfs":
+            return self.rdevs[entry.root.removeprefix("/vd-")]
+        return None
+
+    def probe(self, device: Path) -> Probe:
+        return self.contents.get(str(device), Probe())
+
+    def format(self, device: Path, fstype: str, options: Sequence[str]) -> None:
+        self.format_started.set()
+        if self.format_gate is not None:
+            self.format_gate.wait(5)
+        assert self.probe(device).is_blank, "formatted a device that holds data"
+        self.formatted.append((str(device), fstype, tuple(options)))
+        self.contents[str(device)] = Probe(type=fstype, usage="filesystem")
+
+    def fsck(self, device: Path, fstype: str) -> None:
+        self.fscked.append(str(device))
+
+    def grow(self, device: Path, mount_path: Path, fstype: str) -> None:
+        self.grown.append(str(device))
+
+    def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
+        self.mount_calls.append((str(device), str(target), fstype, tuple(options)))
+        rdev = self.device_number(device)
+        assert rdev is not None
+        ro = "ro" if "ro" in options else "rw"
+        self._add(os.major(rdev), os.minor(rdev), "/", target, ro, fstype, str(device))
+
+    def bind_mount(
+        self, source: Path, target: Path, read_only: bool, options: Sequence[str]
+    ) -> None:
+        ro = "ro" if read_only else "rw"
+        src = self.find_mount(source)
+        if src is not None:
+            self._add(src.major, src.minor, src.root, target, ro, src.fstype, src.source)
+        else:
+            self._add(*DEVTMPFS, f"/{source.name}", target, ro, "devtmpfs", "udev")
+
+    def _add(
+        self, major: int, minor: int, root: str, target: Path, ro: str, fs: str, src: str
+    ) -> None:
+        entry = Mount(
+            len(self.mounts) + 100, 1, major, minor, root, str(target), (ro,), fs, src, ()
+        )
+        self.mounts.append(entry)
+
+    def unmount(self, target: Path) -> None:
+        for entry in reversed(self.mounts):
+            if entry.mount_point == str(target):
+                self.mounts.remove(entry)
+                return
+
+    def find_mount(self, path: Path) -> Mount | None:
+        found = [m for m in self.mounts if m.mount_point == str(path)]
+        return found[-1] if found else None
+
+    def mounts_of_device(self, device: Path) -> list[Mount]:
+        rdev = self.device_number(device)
+        if rdev is None:
+            return []
+        return [m for m in self.mounts if (m.major, m.minor) == (os.major(rdev), os.minor(rdev))]
+
+    def stats(self, path: Path, timeout: float) -> VolumeStats:
+        return VolumeStats(20 << 30, 15 << 30, 5 << 30, 1000, 900, 100)
+
+    def device_size(self, device: Path) -> int:
+        return 20 << 30
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kubelet(tmp_path: Path) -> Path:
+    return tmp_path / "kubelet"
+
+
+@pytest.fixture
+def cloud() -> InMemoryCloud:
+    c = InMemoryCloud()
+    c.add_instance(HERE, ZONE, instance_type="ecs.g7.large")
+    c.add_instance("i-there", ZONE)
+    c.add_instance("i-far", "cn-hangzhou-i")
+    return c
+
+
+@pytest.fixture
+def waiter(cloud: InMemoryCloud) -> Iterator[DiskWaiter]:
+    w = DiskWaiter(cloud, interval=0.01)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def host(cloud: InMemoryCloud) -> FakeHost:
+    return FakeHost(cloud)
+
+
+@pytest.fixture
+def node(cloud: InMemoryCloud, waiter: DiskWaiter, host: FakeHost, kubelet: Path) -> NodeService:
+    config = Config(kubelet_dir=kubelet, operation_timeout=2.0)
+    return NodeService(
+        config,
+        instance_id=HERE,
+        zone=ZONE,
+        region="cn-hangzhou",
+        attacher=Attacher(cloud, waiter, config),
+        host=host,  # type: ignore[arg-type]
+        device_timeout=0.1,
+    )
+
+
+def mount_cap(fs: str = "ext4", flags: Sequence[str] = (), mode: int = Mode.SINGLE_NODE_WRITER):
+    return Cap(
+        mount=Cap.MountVolume(fs_type=fs, mount_flags=list(flags)),
+        access_mode=Mode(mode=mode),
+    )
+
+
+def block_cap(mode: int = Mode.SINGLE_NODE_WRITER) -> Any:
+    return Cap(block=Cap.BlockVolume(), access_mode=Mode(mode=mode))
+
+
+def stage_req(disk_id: str, staging: Path, cap: Any = None, **context: str) -> Any:
+    return csi_pb2.NodeStageVolumeRequest(
+        volume_id=disk_id,
+        staging_target_path=str(staging),
+        volume_capability=cap if cap is not None else mount_cap(),
+        volume_context=context,
+    )
+
+
+def publish_req(
+    disk_id: str, staging: Path, target: Path, cap: Any = None, readonly: bool = False
+) -> Any:
+    return csi_pb2.NodePublishVolumeRequest(
+        volume_id=disk_id,
+        staging_target_path=str(staging),
+        target_path=str(target),
+        volume_capability=cap if cap is not None else mount_cap(),
+        readonly=readonly,
+    )
+
+
+def unstage_req(disk_id: str, staging: Path) -> Any:
+    return csi_pb2.NodeUnstageVolumeRequest(volume_id=disk_id, staging_target_path=str(staging))
+
+
+def code_of(call: Any, request: Any) -> str:
+    with pytest.raises(DriverError) as info:
+        call(request, None)
+    return info.value.code
+
+
+class FakeMetadata:
+    def instance_id(self) -> str:
+        return HERE
+
+    def zone_id(self) -> str:
+        return ZONE
+
+    def region_id(self) -> str:
+        return "cn-hangzhou"
+
+    def instance_type(self) -> str:
+        return "ecs.g7.large"
+
+
+# --- info ----------------------------------------------------------------------------------
+
+
+def test_node_info_reports_upstream_topology_and_free_disk_slots(
+    cloud: InMemoryCloud, waiter: DiskWaiter, kubelet: Path
+) -> None:
+    cloud.disk_quantity["ecs.g7.large"] = 16
+    cloud.add_disk(status=port.IN_USE, attachments=(HERE,))  # system disk: not ours
+    cloud.add_disk(status=port.IN_USE, attachments=(HERE,), tags={"team": "x"})
+    cloud.add_disk(status=port.IN_USE, attachments=(HERE,), tags={VOLUME_NAME_TAG: "pv-1"})
+    cloud.add_disk(status=port.IN_USE, attachments=("i-there",))  # another node's
+    service = NodeService.from_metadata(
+        Config(kubelet_dir=kubelet), FakeMetadata(), cloud, waiter, region="cn-hangzhou"
+    )
+    calls = sum(cloud.calls.values())
+    info = service.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), None)
+    assert sum(cloud.calls.values()) == calls  # computed once, at start
+    assert info.node_id == HERE
+    assert info.max_volumes_per_node == 14
+    assert dict(info.accessible_topology.segments) == {
+        topology.ZONE_KEY: ZONE,
+        topology.K8S_ZONE_KEY: ZONE,
+        topology.K8S_REGION_KEY: "cn-hangzhou",
+        topology.INSTANCE_ID_KEY: HERE,
+    }
+
+
+def test_node_info_overrides_from_config(
+    cloud: InMemoryCloud, waiter: DiskWaiter, kubelet: Path
+) -> None:
+    config = Config(kubelet_dir=kubelet, node_id="i-named", max_volumes_per_node=7)
+    service = NodeService.from_metadata(config, FakeMetadata(), cloud, waiter)
+    info = service.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), None)
+    assert (info.node_id, info.max_volumes_per_node) == ("i-named", 7)
+    assert cloud.calls["instance_disk_quantity"] == 0
+    assert cloud.calls["find_disks"] == 0
+
+
+def test_capabilities_are_exactly_the_supported_ones(node: NodeService) -> None:
+    reply = node.NodeGetCapabilities(csi_pb2.NodeGetCapabilitiesRequest(), None)
+    kinds = {c.rpc.type for c in reply.capabilities}
+    assert kinds == {
+        RPC.STAGE_UNSTAGE_VOLUME,
+        RPC.GET_VOLUME_STATS,
+        RPC.VOLUME_CONDITION,
+        RPC.SINGLE_NODE_MULTI_WRITER,
+    }
+
+
+def test_expand_is_not_offered_yet(node: NodeService) -> None:
+    assert code_of(node.NodeExpandVolume, csi_pb2.NodeExpandVolumeRequest()) == "UNIMPLEMENTED"
+
+
+# --- validation ----------------------------------------------------------------------------
+
+BAD_IDS = ["", "../d-abc", "d-abc/def", "d-abc def", "d-abc\x00", "vol-123", "d-" + "a" * 200]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_bad_volume_ids_are_invalid_everywhere(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path, bad: str
+) -> None:
+    staging = kubelet / "stage"
+    target = kubelet / "pods" / "t"
+    requests = [
+        (node.NodeStageVolume, stage_req(bad, staging)),
+        (node.NodeUnstageVolume, unstage_req(bad, staging)),
+        (node.NodePublishVolume, publish_req(bad, staging, target)),
+        (
+            node.NodeUnpublishVolume,
+            csi_pb2.NodeUnpublishVolumeRequest(volume_id=bad, target_path=str(target)),
+        ),
+        (
+            node.NodeGetVolumeStats,
+            csi_pb2.NodeGetVolumeStatsRequest(volume_id=bad, volume_path=str(target)),
+        ),
+    ]
+    for call, request in requests:
+        assert code_of(call, request) == "INVALID_ARGUMENT"
+    assert sum(cloud.calls.values()) == 0
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "relative/stage", "/etc/stage", "{k}/../escape", "{k}", "{k}-sibling/x", "{k}/a\nb"],
+)
+def test_paths_outside_the_kubelet_dir_are_invalid(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path, path: str
+) -> None:
+    text = path.format(k=kubelet)
+    disk = cloud.add_disk()
+    good = kubelet / "ok"
+    assert code_of(node.NodeStageVolume, stage_req(disk.id, Path(text))) == "INVALID_ARGUMENT"
+    assert code_of(node.NodeUnstageVolume, unstage_req(disk.id, Path(text))) == ("INVALID_ARGUMENT")
+    request = publish_req(disk.id, good, good)
+    request.target_path = text
+    assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
+    request = publish_req(disk.id, good, good)
+    request.staging_target_path = text
+    assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
+    stats = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=text)
+    assert code_of(node.NodeGetVolumeStats, stats) == "INVALID_ARGUMENT"
+    assert cloud.calls["attach_disk"] == 0
+    assert not kubelet.exists()  # nothing was created anywhere
+
+
+@pytest.mark.parametrize(
+    ("cap", "context"),
+    [
+        (None, {}),  # capability missing
+        (Cap(mount=Cap.MountVolume(fs_type="ext4")), {}),  # access mode missing
+        (mount_cap(fs="btrfs"), {}),
+        (mount_cap(fs="ext4; rm"), {}),
+        (mount_cap(flags=["uid=0"]), {}),
+        (mount_cap(flags=["noatime,exec;reboot"]), {}),
+        (mount_cap(flags=["norecovery"]), {}),
+        (mount_cap(mode=Mode.MULTI_NODE_MULTI_WRITER), {}),
+        (mount_cap(), {"mkfsOptions": "-E foo;reboot"}),
+        (mount_cap(), {"mkfsOptions": "--force"}),
+        (mount_cap(fs="xfs"), {"mkfsOptions": "-O metadata_csum"}),
+        (mount_cap(), {"mkfsOptions": "-d /dev/sda"}),
+    ],
+)
+def test_bad_capabilities_and_options_are_invalid(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path, cap: Any, context: dict[str, str]
+) -> None:
+    disk = cloud.add_disk()
+    request = stage_req(disk.id, kubelet / "stage", cap, **context)
+    if cap is None:
+        request.ClearField("volume_capability")
+    assert code_of(node.NodeStageVolume, request) == "INVALID_ARGUMENT"
+    assert cloud.calls["attach_disk"] == 0
+    assert not cloud.disk(disk.id).attachments
+
+
+def test_unknown_disk_is_not_found_but_unstage_is_ok(node: NodeService, kubelet: Path) -> None:
+    assert code_of(node.NodeStageVolume, stage_req("d-nosuchdisk", kubelet / "s")) == "NOT_FOUND"
+    node.NodeUnstageVolume(unstage_req("d-nosuchdisk", kubelet / "s"), None)
+
+
+def test_selinux_context_flag_is_accepted(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    flag = 'context="system_u:object_r:container_file_t:s0:c1,c2"'
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", mount_cap(flags=[flag])), None)
+    assert flag in host.mount_calls[0][3]
+
+
+# --- stage ---------------------------------------------------------------------------------
+
+
+def test_stage_attaches_formats_once_and_is_idempotent(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "plugins" / "pv" / "globalmount"
+    request = stage_req(disk.id, staging, mount_cap("ext4", ["noatime"]), mkfsOptions="-i 8192")
+    node.NodeStageVolume(request, None)
+    node.NodeStageVolume(request, None)
+    device = str(host.device_path(disk.id))
+    assert cloud.disk(disk.id).attachments == (HERE,)
+    assert host.formatted == [(device, "ext4", ("-i", "8192"))]
+    assert host.fscked == []  # nothing to check on a fresh filesystem
+    assert host.mount_calls == [(device, str(staging), "ext4", ("noatime",))]
+    assert staging.is_dir()
+
+
+def test_existing_filesystem_is_checked_mounted_and_grown_not_formatted(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    device = str(host.device_path(disk.id))
+    host.contents[device] = Probe(type="ext4", usage="filesystem")
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s"), None)
+    assert host.formatted == []
+    assert host.fscked == [device]
+    assert host.grown == [device]
+
+
+def test_xfs_is_mounted_with_nouuid(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", mount_cap("xfs")), None)
+    assert host.mount_calls[0][2:] == ("xfs", ("nouuid",))
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        Probe(type="xfs", usage="filesystem"),
+        Probe(pttype="gpt"),
+        Probe(type="LVM2_member", usage="raid"),
+        Probe(type="crypto_LUKS", usage="crypto"),
+        Probe(ambivalent=True),
+    ],
+)
+def test_anything_on_the_device_but_the_wanted_filesystem_is_refused_untouched(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, found: Probe
+) -> None:
+    disk = cloud.add_disk()
+    host.contents[str(host.device_path(disk.id))] = found
+    request = stage_req(disk.id, kubelet / "s", mount_cap("ext4"))
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    assert host.formatted == []
+    assert host.mounts == []
+
+
+def test_restage_with_another_filesystem_or_device_already_exists(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    first, second = cloud.add_disk(), cloud.add_disk()
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(first.id, staging), None)
+    assert code_of(node.NodeStageVolume, stage_req(first.id, staging, mount_cap("xfs"))) == (
+        "ALREADY_EXISTS"
+    )
+    assert code_of(node.NodeStageVolume, stage_req(second.id, staging)) == "ALREADY_EXISTS"
+    assert len(host.formatted) == 1  # checked before touching the second disk
+    assert [m.mount_point for m in host.mounts] == [str(staging)]
+
+
+def test_block_stage_attaches_and_touches_nothing(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "block-staging"
+    node.NodeStageVolume(stage_req(disk.id, staging, block_cap()), None)
+    assert cloud.disk(disk.id).attached_to(HERE)
+    assert host.formatted == [] and host.mounts == []
+    assert not staging.exists()
+
+
+def test_multi_node_block_volume_shares_a_multi_attach_disk(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    disk = cloud.add_disk(multi_attach=True, status=port.IN_USE, attachments=("i-there",))
+    cap = block_cap(Mode.MULTI_NODE_MULTI_WRITER)
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", cap), None)
+    assert set(cloud.disk(disk.id).attachments) == {"i-there", HERE}
+
+
+def test_wrong_zone_and_live_holder_are_failed_precondition(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    far = cloud.add_disk(zone="cn-hangzhou-i")
+    held = cloud.add_disk(status=port.IN_USE, attachments=("i-there",))
+    assert code_of(node.NodeStageVolume, stage_req(far.id, kubelet / "a")) == (
+        "FAILED_PRECONDITION"
+    )
+    assert code_of(node.NodeStageVolume, stage_req(held.id, kubelet / "b")) == (
+        "FAILED_PRECONDITION"
+    )
+    assert cloud.disk(held.id).attachments == ("i-there",)
+
+
+def test_concurrent_stage_of_one_volume_is_aborted(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    host.format_gate = threading.Event()
+    request = stage_req(disk.id, kubelet / "s")
+    first = threading.Thread(target=node.NodeStageVolume, args=(request, None))
+    first.start()
+    try:
+        assert host.format_started.wait(5)
+        assert code_of(node.NodeStageVolume, request) == "ABORTED"
+        assert code_of(node.NodeUnstageVolume, unstage_req(disk.id, kubelet / "s")) == "ABORTED"
+    finally:
+        host.format_gate.set()
+        first.join()
+    assert len(host.formatted) == 1
+
+
+def test_controller_mode_needs_the_disk_already_attached(
+    cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    host = FakeHost(None)
+    config = Config(kubelet_dir=kubelet, attach_mode="controller")
+    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=0.1)  # type: ignore[arg-type]
+    request = stage_req("d-notattached", kubelet / "s")
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    device = host.plug("d-attached1")
+    request = stage_req("d-attached1", kubelet / "s")
+    request.publish_context["serial"] = "someotherserial"
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    request.publish_context["serial"] = "attached1"
+    node.NodeStageVolume(request, None)
+    assert host.mount_calls[0][0] == str(device)
+    node.NodeUnstageVolume(unstage_req("d-attached1", kubelet / "s"), None)
+    assert host.mounts == [] and not (kubelet / "s").exists()
+
+
+# --- unstage -------------------------------------------------------------------------------
+
+
+def test_unstage_unmounts_removes_and_detaches_repeatably(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(disk.id, staging), None)
+    node.NodeUnstageVolume(unstage_req(disk.id, staging), None)
+    node.NodeUnstageVolume(unstage_req(disk.id, staging), None)
+    assert host.mounts == []
+    assert not staging.exists()
+    assert cloud.disk(disk.id).attachments == ()
+    assert cloud.calls["detach_disk"] == 1
+
+
+def test_unstage_of_attached_but_unmounted_disk_just_detaches(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    disk = cloud.add_disk(status=port.IN_USE, attachments=(HERE,))
+    node.NodeUnstageVolume(unstage_req(disk.id, kubelet / "never-made"), None)
+    assert cloud.disk(disk.id).status == port.AVAILABLE
+
+
+def test_unstage_refuses_to_detach_a_disk_mounted_elsewhere(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s"), None)
+    host.mount(host.device_path(disk.id), kubelet / "rogue", "ext4", [])
+    assert code_of(node.NodeUnstageVolume, unstage_req(disk.id, kubelet / "s")) == (
+        "FAILED_PRECONDITION"
+    )
+    assert cloud.disk(disk.id).attached_to(HERE)
+
+
+def test_unstage_of_a_deleted_disk_is_ok(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", block_cap()), None)
+    del cloud.disks[disk.id]
+    node.NodeUnstageVolume(unstage_req(disk.id, kubelet / "s"), None)
+
+
+# --- publish -------------------------------------------------------------------------------
+
+
+def test_publish_binds_staging_and_is_idempotent(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging, target = kubelet / "s", kubelet / "pods" / "p1" / "mount"
+    node.NodeStageVolume(stage_req(disk.id, staging, mount_cap(flags=["noatime"])), None)
+    request = publish_req(disk.id, staging, target, mount_cap(flags=["noatime"]))
+    node.NodePublishVolume(request, None)
+    node.NodePublishVolume(request, None)
+    published = [m for m in host.mounts if m.mount_point == str(target)]
+    assert len(published) == 1 and not published[0].read_only
+    assert target.is_dir()
+    ro = publish_req(disk.id, staging, target, readonly=True)
+    assert code_of(node.NodePublishVolume, ro) == "ALREADY_EXISTS"
+
+
+def test_read_only_publish_and_reader_only_mode(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(disk.id, staging), None)
+    node.NodePublishVolume(publish_req(disk.id, staging, kubelet / "t1", readonly=True), None)
+    reader = mount_cap(mode=Mode.SINGLE_NODE_READER_ONLY)
+    node.NodePublishVolume(publish_req(disk.id, staging, kubelet / "t2", reader), None)
+    assert host.find_mount(kubelet / "t1").read_only  # type: ignore[union-attr]
+    assert host.find_mount(kubelet / "t2").read_only  # type: ignore[union-attr]
+
+
+def test_publish_onto_another_mount_already_exists(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    one, two = cloud.add_disk(), cloud.add_disk()
+    node.NodeStageVolume(stage_req(one.id, kubelet / "s1"), None)
+    node.NodeStageVolume(stage_req(two.id, kubelet / "s2"), None)
+    node.NodePublishVolume(publish_req(one.id, kubelet / "s1", kubelet / "t"), None)
+    request = publish_req(two.id, kubelet / "s2", kubelet / "t")
+    assert code_of(node.NodePublishVolume, request) == "ALREADY_EXISTS"
+
+
+def test_publish_before_stage_is_failed_precondition(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    request = publish_req(disk.id, kubelet / "s", kubelet / "t")
+    assert code_of(node.NodePublishVolume, request) == "FAILED_PRECONDITION"
+    assert not (kubelet / "t").exists()
+
+
+def test_block_publish_binds_the_device_onto_a_file_and_unpublish_removes_it(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging, target = kubelet / "staging", kubelet / "dev" / "pv"
+    node.NodeStageVolume(stage_req(disk.id, staging, block_cap()), None)
+    request = publish_req(disk.id, staging, target, block_cap())
+    node.NodePublishVolume(request, None)
+    node.NodePublishVolume(request, None)
+    assert target.is_file()
+    assert host.device_number(target) == host.rdevs[disk.id]
+    assert len([m for m in host.mounts if m.mount_point == str(target)]) == 1
+    unpublish = csi_pb2.NodeUnpublishVolumeRequest(volume_id=disk.id, target_path=str(target))
+    node.NodeUnpublishVolume(unpublish, None)
+    node.NodeUnpublishVolume(unpublish, None)
+    assert not target.exists() and host.mounts == []
+
+
+# --- stats ---------------------------------------------------------------------------------
+
+
+def test_stats_for_mount_block_missing_and_unmounted_paths(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging, target = kubelet / "s", kubelet / "t"
+    node.NodeStageVolume(stage_req(disk.id, staging), None)
+    node.NodePublishVolume(publish_req(disk.id, staging, target), None)
+    calls = sum(cloud.calls.values())
+
+    def stats(path: Path) -> Any:
+        request = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=str(path))
+        return node.NodeGetVolumeStats(request, None)
+
+    reply = stats(target)
+    Usage = csi_pb2.VolumeUsage
+    by_unit = {u.unit: u for u in reply.usage}
+    assert by_unit[Usage.BYTES].total == 20 << 30 and by_unit[Usage.BYTES].used == 5 << 30
+    assert by_unit[Usage.INODES].available == 900
+    assert not reply.volume_condition.abnormal
+    host.unmount(target)
+    gone = stats(target)
+    assert gone.volume_condition.abnormal and "not mounted" in gone.volume_condition.message
+    missing = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=str(kubelet / "x"))
+    assert code_of(node.NodeGetVolumeStats, missing) == "NOT_FOUND"
+    assert sum(cloud.calls.values()) == calls
