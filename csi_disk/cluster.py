@@ -311,13 +311,27 @@ class Cluster:
         if not nodes:
             pod.phase, pod.reason = "Pending", "node(s) had volume node affinity conflict"
             raise SchedulingError(f"pod {pod.name}: 0 nodes available: {pod.reason}")
-        node = nodes[0]
         claim = self.claims[pod.claim]
-        if not claim.volume_name:
-            claim.annotations[SELECTED_NODE] = node.name
-            self._provision(claim, node)
-        pod.node = node.name
-        return node
+        for node in nodes:
+            if not claim.volume_name:
+                claim.annotations[SELECTED_NODE] = node.name
+                try:
+                    self._provision(claim, node)
+                except grpc.RpcError as err:
+                    if err.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        raise
+                    # What external-provisioner does: drop selected-node so the scheduler
+                    # places the pod again, away from the topology that has no capacity.
+                    del claim.annotations[SELECTED_NODE]
+                    self.on_event(
+                        f"provisioning {claim.name} on {node.name} ({node.zone}) failed: "
+                        f"RESOURCE_EXHAUSTED: {err.details()}; rescheduling"
+                    )
+                    continue
+            pod.node = node.name
+            return node
+        pod.phase, pod.reason = "Pending", "no capacity in any feasible topology"
+        raise SchedulingError(f"pod {pod.name}: {pod.reason}")
 
     # ------------------------------------------------------------------ kubelet
 

@@ -96,12 +96,15 @@ class Story:
         for instance in self.info.instances:
             self.stack.start_node(instance, attach_mode)
         self.stack.wait_ready()
-        cluster = Cluster(controller, attach_mode=attach_mode)
+        cluster = Cluster(controller, attach_mode=attach_mode, on_event=self.event)
         for instance in self.info.instances:
             plugin = self.stack.plugins[f"node-{instance.id}"]
             cluster.register_node(plugin, self.stack.kubelet_dir(instance.id))
         self.show_nodes(cluster)
         return cluster
+
+    def event(self, text: str) -> None:
+        self.n.say(f"event: {text}")
 
     def show_nodes(self, cluster: Cluster) -> None:
         self.n.command(f"kubectl get nodes -L {K8S_ZONE_KEY}")
@@ -279,10 +282,10 @@ class Story:
 
         pod = Pod(name="nginx-disk-1", claim=claim_name)
         self.n.command("kubectl apply -f deploy/examples/deployment.yaml")
-        # The scheduler picks a node; prefer the last zone so the choice is visibly not the
-        # controller's own zone.
-        last_zone = self.info.zones[-1]
-        node = cluster.schedule(pod, prefer=lambda n: n.zone == last_zone)
+        # The scheduler picks a node; prefer another zone than the controller's own, so the
+        # choice visibly comes from the pod's placement.
+        pod_zone = self.info.zones[1]
+        node = cluster.schedule(pod, prefer=lambda n: n.zone == pod_zone)
         claim = cluster.claims[claim_name]
         pv = cluster.volume_of(pod)
         self.n.say(f"the scheduler placed {pod.name} on {node.name} ({node.zone})")
