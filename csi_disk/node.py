@@ -123,7 +123,14 @@ class Host:
         return mounts.find_mount(path)
 
     def mounts_of_device(self, device: Path) -> list[Mount]:
-        return mounts.mounts_of_device(device)
+        """Filesystems on ``device`` and bind mounts of its node (raw block publishes)."""
+        node_root = "/" + Path(os.path.realpath(device)).name
+        binds = [
+            m
+            for m in mounts.read_mounts()
+            if m.fstype == "devtmpfs" and m.root == node_root and m.mount_point != "/dev"
+        ]
+        return mounts.mounts_of_device(device) + binds
 
     def stats(self, path: Path, timeout: float) -> VolumeStats:
         return filesystems.stats(path, timeout)

@@ -145,7 +145,12 @@ class FakeHost:
         rdev = self.device_number(device)
         if rdev is None:
             return []
-        return [m for m in self.mounts if (m.major, m.minor) == (os.major(rdev), os.minor(rdev))]
+        return [
+            m
+            for m in self.mounts
+            if (m.major, m.minor) == (os.major(rdev), os.minor(rdev))
+            or (m.fstype == "devtmpfs" and m.root == f"/{device.name}")
+        ]
 
     def stats(self, path: Path, timeout: float) -> VolumeStats:
         return VolumeStats(20 << 30, 15 << 30, 5 << 30, 1000, 900, 100)
@@ -581,6 +586,17 @@ def test_unstage_refuses_to_detach_a_disk_mounted_elsewhere(
     assert code_of(node.NodeUnstageVolume, unstage_req(disk.id, kubelet / "s")) == (
         "FAILED_PRECONDITION"
     )
+    assert cloud.disk(disk.id).attached_to(HERE)
+
+
+def test_unstage_refuses_to_detach_a_block_device_still_published(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging, target = kubelet / "s", kubelet / "dev" / "pod"
+    node.NodeStageVolume(stage_req(disk.id, staging, block_cap()), None)
+    node.NodePublishVolume(publish_req(disk.id, staging, target, block_cap()), None)
+    assert code_of(node.NodeUnstageVolume, unstage_req(disk.id, staging)) == ("FAILED_PRECONDITION")
     assert cloud.disk(disk.id).attached_to(HERE)
 
 

@@ -176,6 +176,9 @@ def test_xfs_on_nvme_and_block_volume(
         None,
     )
     assert stats.usage[0].total == 1 << 30
+    busy = code_of(lambda: unstage(node, raw_disk, block_staging))
+    assert busy == "FAILED_PRECONDITION"  # a pod still holds the device: no detach
+    assert loops_of(node_emulator, raw_disk) == [raw_loop]
     unpublish(node, raw_disk, device_file)
     assert not device_file.exists()
     unstage(node, raw_disk, block_staging)
