@@ -15,6 +15,8 @@ import contextlib
 import dataclasses
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -50,6 +52,7 @@ RPC = csi_pb2.ControllerServiceCapability.RPC
 PUBLISH_SERIAL_KEY = "serial"
 LIST_CURSOR_PREFIX = "v1:"
 MAX_NAME_LENGTH = 128  # the CSI spec's size limit for string fields, in bytes
+KNOWN_NAMES = 10_000  # volume names remembered with their disk ids, most recent kept
 
 SINGLE_NODE_MODES = frozenset(
     {
@@ -124,6 +127,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         self.name_locks = InFlight()
         self.volume_locks = InFlight()
         self.instance_slots = InstanceSlots()
+        self.known = KnownVolumes(KNOWN_NAMES)
 
     # --- helpers shared with mixins --------------------------------------------------------
 
@@ -216,17 +220,15 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         )
         zones = topology.zones_in_order(requirement, params.zone_param, self.default_zone)
         with self.name_locks.hold(name):
-            disk = self._find_by_name(name)
-            if disk is not None:
-                self._check_existing(disk, params, zones, required, limit, name)
-                category, level = disk.category, self._level_of(disk, params)
-            else:
-                disk, category, level = self._create(
-                    name, params, zones[0], required, limit, snapshot_id
-                )
+            disk = self._known_disk(name, params, zones, required, limit)
+            if disk is None:
+                disk = self._create(name, params, zones, required, limit, snapshot_id)
             settled = self.settle(disk)
             if settled is None:
+                self.known.forget(name)
                 raise ResourceExhausted(f"disk {disk.id} for {name} vanished while being created")
+            self.known.remember(name, settled.id)
+            category, level = settled.category, self._level_of(settled, params)
             return csi_pb2.CreateVolumeResponse(
                 volume=csi_pb2.Volume(
                     volume_id=settled.id,
@@ -238,6 +240,30 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                     content_source=source,
                 )
             )
+
+    def _known_disk(
+        self,
+        name: str,
+        params: VolumeParameters,
+        zones: Sequence[str],
+        required: int,
+        limit: int,
+    ) -> Disk | None:
+        """The disk this process already made for ``name``, re-read; None when unknown or gone.
+
+        A repeat then costs one DescribeDisks and no CreateDisk. Names this process has not
+        seen go straight to CreateDisk, whose client token finds an earlier disk: looking each
+        new name up by tag first would cost a DescribeDisks per volume.
+        """
+        disk_id = self.known.get(name)
+        if disk_id is None:
+            return None
+        disk = self.describe(disk_id)
+        if disk is None or disk.tags.get(VOLUME_NAME_TAG) != name:
+            self.known.forget(name)
+            return None
+        self._check_existing(disk, params, zones, required, limit, name)
+        return disk
 
     def _find_by_name(self, name: str) -> Disk | None:
         found = self.cloud.find_disks(tags={VOLUME_NAME_TAG: name}, max_results=10).items
@@ -292,12 +318,19 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         self,
         name: str,
         params: VolumeParameters,
-        zone: str,
+        zones: Sequence[str],
         required: int,
         limit: int,
         snapshot_id: str,
-    ) -> tuple[Disk, str, str]:
-        """Try each category in order; fall back only on "not possible here" answers."""
+    ) -> Disk:
+        """Try each category in the first zone; fall back only on "not possible here" answers.
+
+        Returns the disk as far as CreateDisk tells (status Creating) or, when the name's
+        token was used with other arguments, the disk found under the name; the caller's
+        wait through the shared waiter reads the rest, so a create costs no DescribeDisks
+        of its own.
+        """
+        zone = zones[0]
         token = client_token(name)
         tags = {**params.tags, VOLUME_NAME_TAG: name}
         refusals: list[str] = []
@@ -330,7 +363,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 bursting_enabled=params.bursting_enabled if desc.bursting else None,
             )
             try:
-                disk_id = self._create_disk(request, name, params, [zone], required, limit)
+                disk = self._create_disk(request, name, params, zones, required, limit)
             except EcsError as err:
                 if not is_unsupported_here(err):
                     raise
@@ -338,13 +371,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 refusals.append(f"{label}: {err.message}")
                 log.info("CreateVolume %s: %s not possible in %s: %s", name, label, zone, err)
                 continue
-            disk = self.describe(disk_id) or Disk(
-                id=disk_id, zone=zone, category=category, size_gib=size, status=port.CREATING
-            )
             log.info(
-                "CreateVolume %s: disk %s (%s, %d GiB) in %s", name, disk_id, label, size, zone
+                "CreateVolume %s: disk %s (%s, %d GiB) in %s", name, disk.id, label, size, zone
             )
-            return disk, disk.category, level or self._level_of(disk, params)
+            return disk
         summary = "; ".join(refusals)
         if size_only and refusals:
             raise OutOfRange(f"no category fits the requested capacity: {summary}")
@@ -358,9 +388,9 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         zones: Sequence[str],
         required: int,
         limit: int,
-    ) -> str:
+    ) -> Disk:
         try:
-            return self.cloud.create_disk(request)
+            return _creating(request, self.cloud.create_disk(request))
         except EcsError as err:
             if err.ecs_code != "IdempotentParameterMismatch":
                 raise
@@ -368,11 +398,12 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         existing = self._find_by_name(name)
         if existing is not None:
             self._check_existing(existing, params, zones, required, limit, name)
-            return existing.id
+            return existing
         # No disk carries the name: the earlier one was deleted. Without a token ECS
         # creates afresh; the name lock keeps this from racing another attempt.
         log.warning("CreateVolume %s: stale client token, creating without it", name)
-        return self.cloud.create_disk(dataclasses.replace(request, client_token=""))
+        fresh = dataclasses.replace(request, client_token="")
+        return _creating(fresh, self.cloud.create_disk(fresh))
 
     # --- DeleteVolume ----------------------------------------------------------------------
 
@@ -607,6 +638,43 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         if disk.status in healthy:
             return csi_pb2.VolumeCondition(abnormal=False, message=f"disk is {disk.status}")
         return csi_pb2.VolumeCondition(abnormal=True, message=f"disk is {disk.status}")
+
+
+def _creating(request: DiskRequest, disk_id: str) -> Disk:
+    """What CreateDisk's answer tells about the new disk, before anyone describes it."""
+    return Disk(
+        id=disk_id,
+        zone=request.zone,
+        category=request.category,
+        size_gib=request.size_gib,
+        status=port.CREATING,
+        performance_level=request.performance_level,
+        tags=dict(request.tags or {}),
+    )
+
+
+class KnownVolumes:
+    """Volume name -> disk id for disks this process created, bounded, most recent kept."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._ids.get(name)
+
+    def remember(self, name: str, disk_id: str) -> None:
+        with self._lock:
+            self._ids[name] = disk_id
+            self._ids.move_to_end(name)
+            while len(self._ids) > self._capacity:
+                self._ids.popitem(last=False)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._ids.pop(name, None)
 
 
 _DISK_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9:_-]{1,127}")

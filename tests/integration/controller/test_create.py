@@ -1,0 +1,142 @@
+"""CreateVolume through the socket: zone choice, category fallback, idempotent repeats."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from csi_disk.emulator.process import EmulatorInfo
+from csi_disk.topology import K8S_ZONE_KEY, ZONE_KEY
+from tests.daemon import Daemon
+from tests.integration.controller.conftest import (
+    GIB,
+    StartController,
+    controller,
+    create_request,
+    disk_row,
+    disks_named,
+)
+
+
+@pytest.fixture(scope="module")
+def daemon(
+    fast_emulator: EmulatorInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Daemon:
+    with controller(fast_emulator, tmp_path_factory.mktemp("ctl-create")) as d:
+        yield d
+
+
+def test_preferred_zone_is_used_and_reported(daemon: Daemon, fast: EmulatorInfo) -> None:
+    for i, zone in enumerate(fast.zones):
+        others = [{ZONE_KEY: z} for z in fast.zones if z != zone]
+        reply = daemon.controller.CreateVolume(
+            create_request(f"pref-{i}", preferred=[{ZONE_KEY: zone}, *others],
+                           requisite=[{ZONE_KEY: z} for z in fast.zones]),
+            timeout=30,
+        )
+        volume = reply.volume
+        assert [dict(t.segments) for t in volume.accessible_topology] == [{ZONE_KEY: zone}]
+        assert disk_row(fast, volume.volume_id)["zone"] == zone
+        assert volume.capacity_bytes == 20 * GIB
+
+
+def test_requisite_only_picks_a_requisite_zone(daemon: Daemon, fast: EmulatorInfo) -> None:
+    zone = fast.zones[-1]
+    reply = daemon.controller.CreateVolume(
+        create_request("req-only", requisite=[{ZONE_KEY: zone}]), timeout=30
+    )
+    assert dict(reply.volume.accessible_topology[0].segments) == {ZONE_KEY: zone}
+    assert disk_row(fast, reply.volume.volume_id)["zone"] == zone
+
+
+def test_upstream_zone_key_in_requirements(daemon: Daemon, fast: EmulatorInfo) -> None:
+    zone = fast.zones[1]
+    reply = daemon.controller.CreateVolume(
+        create_request(
+            "k8s-key", preferred=[{K8S_ZONE_KEY: zone}], requisite=[{K8S_ZONE_KEY: zone}]
+        ),
+        timeout=30,
+    )
+    assert dict(reply.volume.accessible_topology[0].segments) == {ZONE_KEY: zone}
+    assert disk_row(fast, reply.volume.volume_id)["zone"] == zone
+
+
+def test_no_stock_falls_back_to_the_next_category(daemon: Daemon, fast: EmulatorInfo) -> None:
+    zone = fast.zones[0]
+    fast.admin("POST", "/stock", {"zone": zone, "category": "cloud_essd", "count": 0})
+    reply = daemon.controller.CreateVolume(
+        create_request("nostock", params={"type": "cloud_essd,cloud_ssd"},
+                       requisite=[{ZONE_KEY: zone}]),
+        timeout=30,
+    )
+    row = disk_row(fast, reply.volume.volume_id)
+    assert row["category"] == "cloud_ssd"
+    assert reply.volume.volume_context["type"] == "cloud_ssd"
+    assert [r["category"] for r in disks_named(fast, "nostock")] == ["cloud_ssd"]
+
+
+def test_unsupported_category_falls_back(daemon: Daemon, fast: EmulatorInfo) -> None:
+    zone = fast.zones[-1]  # the NVMe zone sells no cloud_ssd
+    reply = daemon.controller.CreateVolume(
+        create_request("unsupported", params={"type": "cloud_ssd,cloud_essd"},
+                       requisite=[{ZONE_KEY: zone}]),
+        timeout=30,
+    )
+    assert disk_row(fast, reply.volume.volume_id)["category"] == "cloud_essd"
+
+
+def test_nothing_left_is_resource_exhausted(daemon: Daemon, fast: EmulatorInfo) -> None:
+    zone = fast.zones[0]
+    for category in ("cloud_essd", "cloud_ssd"):
+        fast.admin("POST", "/stock", {"zone": zone, "category": category, "count": 0})
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.controller.CreateVolume(
+            create_request("exhausted", params={"type": "cloud_essd,cloud_ssd"},
+                           requisite=[{ZONE_KEY: zone}]),
+            timeout=30,
+        )
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "cloud_ssd" in err.value.details()
+    assert disks_named(fast, "exhausted") == []
+
+
+def test_same_name_twice_is_the_same_volume(daemon: Daemon, fast: EmulatorInfo) -> None:
+    first = daemon.controller.CreateVolume(create_request("twice"), timeout=30)
+    second = daemon.controller.CreateVolume(create_request("twice"), timeout=30)
+    assert first.volume.volume_id == second.volume.volume_id
+    assert first.volume.accessible_topology == second.volume.accessible_topology
+    assert len(disks_named(fast, "twice")) == 1
+
+
+def test_same_name_other_size_already_exists(daemon: Daemon, fast: EmulatorInfo) -> None:
+    daemon.controller.CreateVolume(create_request("resized", 20), timeout=30)
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.controller.CreateVolume(create_request("resized", 40, limit_gib=40), timeout=30)
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert len(disks_named(fast, "resized")) == 1
+
+
+def test_repeat_after_fallback_is_the_same_volume(daemon: Daemon, fast: EmulatorInfo) -> None:
+    """The repeat tries cloud_essd first again, with the token used for cloud_ssd."""
+    zone = fast.zones[0]
+    fast.admin("POST", "/stock", {"zone": zone, "category": "cloud_essd", "count": 0})
+    request = create_request(
+        "fallback-repeat", params={"type": "cloud_essd,cloud_ssd"}, requisite=[{ZONE_KEY: zone}]
+    )
+    first = daemon.controller.CreateVolume(request, timeout=30)
+    fast.admin("POST", "/stock", {"zone": zone, "category": "cloud_essd", "count": None})
+    second = daemon.controller.CreateVolume(request, timeout=30)
+    assert second.volume.volume_id == first.volume.volume_id
+    assert second.volume.volume_context["type"] == "cloud_ssd"
+    assert len(disks_named(fast, "fallback-repeat")) == 1
+
+
+def test_repeat_across_a_restart(
+    fast: EmulatorInfo, start_controller: StartController
+) -> None:
+    with start_controller(fast, name="before") as before:
+        first = before.controller.CreateVolume(create_request("restart"), timeout=30)
+    with start_controller(fast, name="after") as after:
+        second = after.controller.CreateVolume(create_request("restart"), timeout=30)
+    assert second.volume.volume_id == first.volume.volume_id
+    assert len(disks_named(fast, "restart")) == 1
