@@ -122,6 +122,32 @@ def _route(
                     (int(body.get("attach", 1)), int(body.get("detach", 1)), instance_id),
                 )
             return 200, {}
+        case ("POST", ["snapshots", "quota"]):
+            # {"per_disk": 2}: CreateSnapshot answers QuotaExceed.Snapshot beyond it.
+            per_disk = _field(body, "per_disk", int)
+            cloud.store.set_meta("snapshot_quota_per_disk", per_disk)
+            return 200, {}
+        case ("POST", ["snapshots", snapshot_id, "stuck"]):
+            stuck = bool(body.get("stuck", True))
+            with cloud.store.tx() as db:
+                cur = db.execute(
+                    "UPDATE snapshots SET stuck=? WHERE id=?", (int(stuck), snapshot_id)
+                )
+                if cur.rowcount == 0:
+                    raise EcsError("InvalidSnapshotId.NotFound")
+            cloud.wake()
+            return 200, {}
+        case ("GET", ["snapshots"]):
+            with cloud.store.tx() as db:
+                rows = [dict(r) for r in db.execute("SELECT * FROM snapshots ORDER BY seq")]
+            return 200, {"snapshots": rows}
+        case ("POST", ["modify-cooling"]):
+            # {"seconds": 5}: the cooling period after a ModifyDiskSpec lands.
+            seconds = body.get("seconds")
+            if not isinstance(seconds, (int, float)):
+                raise AdminError(400, "field 'seconds' must be a number")
+            cloud.store.set_meta("modify_cooling_s", float(seconds))
+            return 200, {}
         case ("POST", ["credentials", "expire"]):
             count = cloud.expire_credentials(body.get("instance_id"))
             return 200, {"expired": count}

@@ -42,9 +42,11 @@ class BlockDevices:
 
     def __init__(self, state_dir: Path, enabled: bool) -> None:
         self.disk_dir = state_dir / "disks"
+        self.snapshot_dir = state_dir / "snapshots"
         self.instance_dir = state_dir / "instances"
         self.enabled = enabled
         self.disk_dir.mkdir(parents=True, exist_ok=True)
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         self.instance_dir.mkdir(parents=True, exist_ok=True)
 
     def disk_file(self, disk_id: str) -> Path:
@@ -61,6 +63,23 @@ class BlockDevices:
 
     def delete(self, disk_id: str) -> None:
         self.disk_file(disk_id).unlink(missing_ok=True)
+
+    def snapshot_file(self, snapshot_id: str) -> Path:
+        return self.snapshot_dir / f"{snapshot_id}.img"
+
+    def take_snapshot(self, disk_id: str, snapshot_id: str) -> None:
+        """Copy the disk's current content (what its page cache holds) into a sparse file."""
+        sparse_copy(self.disk_file(disk_id), self.snapshot_file(snapshot_id))
+
+    def restore(self, disk_id: str, snapshot_id: str, size_gib: int) -> None:
+        """A new disk file holding the snapshot's data, then grown to ``size_gib``."""
+        path = self.disk_file(disk_id)
+        sparse_copy(self.snapshot_file(snapshot_id), path)
+        with open(path, "ab") as f:
+            f.truncate(max(size_gib * 1024**3, os.fstat(f.fileno()).st_size))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshot_file(snapshot_id).unlink(missing_ok=True)
 
     def grow(self, disk_id: str, size_gib: int, loop: str | None) -> None:
         """Grow the file and tell an attached loop device about the new size."""
@@ -139,6 +158,38 @@ class BlockDevices:
         shutil.rmtree(root / "sys", ignore_errors=True)
         (root / "dev" / "disk" / "by-id").mkdir(parents=True, exist_ok=True)
         (root / "sys" / "block").mkdir(parents=True, exist_ok=True)
+
+
+def sparse_copy(source: Path, target: Path, chunk: int = 8 * 1024**2) -> None:
+    """Copy only the data extents of ``source`` (SEEK_DATA/SEEK_HOLE): holes stay holes,
+    so a mostly empty 100 GiB disk costs what it holds, not 100 GiB."""
+    tmp = target.with_name(target.name + ".tmp")
+    with open(source, "rb") as src, open(tmp, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        dst.truncate(size)
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole remains
+                break
+            end = os.lseek(src.fileno(), start, os.SEEK_HOLE)
+            src.seek(start)
+            dst.seek(start)
+            remaining = end - start
+            while remaining > 0:
+                block = src.read(min(chunk, remaining))
+                if not block:
+                    break
+                if block.count(0) == len(block):
+                    dst.seek(len(block), os.SEEK_CUR)  # zeros inside an extent: keep a hole
+                else:
+                    dst.write(block)
+                remaining -= len(block)
+            offset = end
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, target)
 
 
 def _replace_symlink(link: Path, target: str) -> None:

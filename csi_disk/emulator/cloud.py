@@ -15,6 +15,7 @@ import sqlite3
 import string
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class Latency:
     create: float = 1.0
     attach: float = 2.0
     detach: float = 2.0
+    snapshot: float = 5.0
+    modify: float = 2.0
+    modify_cooling: float = 30.0
     scale: float = 1.0
 
 
@@ -52,6 +56,19 @@ class Options:
     seed: int = 0
     credential_lifetime_s: float = 6 * 3600
     block_devices: bool = False
+
+
+# Transitions that action modules add (snapshots completing, spec changes landing): each
+# completes what is due at ``now`` inside the worker's transaction and returns when its next
+# one is due (None: nothing pending). Rows with due times keep them restart-safe.
+Transition = Callable[[sqlite3.Connection, float], "float | None"]
+TRANSITIONS: list[Transition] = []
+
+
+def transition(fn: Transition) -> Transition:
+    """Register ``fn`` with the transition worker."""
+    TRANSITIONS.append(fn)
+    return fn
 
 
 def iso(ts: float) -> str:
@@ -205,6 +222,12 @@ class Cloud:
                 self._finish_attach(row)
             else:
                 self._finish_detach(row)
+        extra: list[float] = []
+        with self.store.tx() as db:
+            for fn in TRANSITIONS:
+                due = fn(db, now)
+                if due is not None:
+                    extra.append(due)
         with self.store.tx() as db:
             nxt = db.execute(
                 "SELECT MIN(t) AS t FROM ("
@@ -212,7 +235,9 @@ class Cloud:
                 " UNION ALL SELECT MIN(a.due) FROM attachments a JOIN disks d ON d.id=a.disk_id"
                 " WHERE a.state IN ('Attaching','Detaching') AND d.stuck=0)"
             ).fetchone()
-        return None if nxt["t"] is None else float(nxt["t"])
+        if nxt["t"] is not None:
+            extra.append(float(nxt["t"]))
+        return min(extra) if extra else None
 
     def _finish_attach(self, row: sqlite3.Row) -> None:
         loop = None

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS stock (
     zone TEXT NOT NULL, category TEXT NOT NULL, remaining INTEGER NOT NULL,
     PRIMARY KEY (zone, category));
 CREATE TABLE IF NOT EXISTS throttles (access_key_id TEXT PRIMARY KEY, per_second REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, disk_id TEXT NOT NULL,
+    disk_category TEXT NOT NULL, size INTEGER NOT NULL, status TEXT NOT NULL, due REAL,
+    stuck INTEGER NOT NULL DEFAULT 0, name TEXT NOT NULL, description TEXT NOT NULL,
+    retention_days INTEGER, tags TEXT NOT NULL, created REAL NOT NULL);
 """
 
 

@@ -53,15 +53,13 @@ def _fingerprint(params: Params) -> str:
 
 
 def _snapshot_size(db: sqlite3.Connection, snapshot_id: str) -> int:
-    """Size of a snapshot, when a snapshots table has been added; else NotFound."""
-    has_table = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='snapshots'"
-    ).fetchone()
-    if has_table:
-        row = db.execute("SELECT size FROM snapshots WHERE id=?", (snapshot_id,)).fetchone()
-        if row is not None:
-            return int(row["size"])
-    raise EcsError("InvalidSnapshotId.NotFound")
+    """Size of a snapshot a disk may be created from: it must exist and be accomplished."""
+    row = db.execute("SELECT size, status FROM snapshots WHERE id=?", (snapshot_id,)).fetchone()
+    if row is None:
+        raise EcsError("InvalidSnapshotId.NotFound")
+    if row["status"] != "accomplished":
+        raise EcsError("InvalidSnapshot.NotReady")
+    return int(row["size"])
 
 
 @action(
@@ -135,7 +133,10 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
     size = p.int("Size", None, 1, 10**6)
     if snapshot_id:
         snapshot_size = _snapshot_size(db, snapshot_id)
-        size = max(size or 0, snapshot_size)
+        if size is None:
+            size = snapshot_size
+        elif size < snapshot_size:
+            raise EcsError("InvalidDiskSize.TooSmall")
     if size is None:
         raise missing_parameter("Size")
     low, high = size_range(category, level or "PL1")
@@ -194,7 +195,10 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
             cloud.sticky(db, "CreateDisk"),
         ),
     )
-    cloud.devices.create(disk_id, size)
+    if snapshot_id:
+        cloud.devices.restore(disk_id, snapshot_id, size)
+    else:
+        cloud.devices.create(disk_id, size)
     return {"DiskId": disk_id, "OrderId": ""}
 
 
