@@ -179,6 +179,7 @@ def disk_row(info: EmulatorInfo, disk_id: str) -> dict[str, Any] | None:
     return next((r for r in rows["disks"] if r["id"] == disk_id), None)
 
 
-def attachments_of(info: EmulatorInfo, disk_id: str) -> list[str]:
+def attachments_of(info: EmulatorInfo, disk_id: str) -> dict[str, str]:
+    """Instance id -> attachment state (Attaching, Attached, Detaching) for one disk."""
     rows = info.admin("GET", "/disks")["attachments"]
-    return [r["instance_id"] for r in rows if r["disk_id"] == disk_id]
+    return {r["instance_id"]: r["state"] for r in rows if r["disk_id"] == disk_id}

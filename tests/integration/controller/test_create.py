@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 
@@ -21,7 +23,7 @@ from tests.integration.controller.conftest import (
 @pytest.fixture(scope="module")
 def daemon(
     fast_emulator: EmulatorInfo, tmp_path_factory: pytest.TempPathFactory
-) -> Daemon:
+) -> Iterator[Daemon]:
     with controller(fast_emulator, tmp_path_factory.mktemp("ctl-create")) as d:
         yield d
 
@@ -30,8 +32,11 @@ def test_preferred_zone_is_used_and_reported(daemon: Daemon, fast: EmulatorInfo)
     for i, zone in enumerate(fast.zones):
         others = [{ZONE_KEY: z} for z in fast.zones if z != zone]
         reply = daemon.controller.CreateVolume(
-            create_request(f"pref-{i}", preferred=[{ZONE_KEY: zone}, *others],
-                           requisite=[{ZONE_KEY: z} for z in fast.zones]),
+            create_request(
+                f"pref-{i}",
+                preferred=[{ZONE_KEY: zone}, *others],
+                requisite=[{ZONE_KEY: z} for z in fast.zones],
+            ),
             timeout=30,
         )
         volume = reply.volume
@@ -65,8 +70,9 @@ def test_no_stock_falls_back_to_the_next_category(daemon: Daemon, fast: Emulator
     zone = fast.zones[0]
     fast.admin("POST", "/stock", {"zone": zone, "category": "cloud_essd", "count": 0})
     reply = daemon.controller.CreateVolume(
-        create_request("nostock", params={"type": "cloud_essd,cloud_ssd"},
-                       requisite=[{ZONE_KEY: zone}]),
+        create_request(
+            "nostock", params={"type": "cloud_essd,cloud_ssd"}, requisite=[{ZONE_KEY: zone}]
+        ),
         timeout=30,
     )
     row = disk_row(fast, reply.volume.volume_id)
@@ -78,8 +84,9 @@ def test_no_stock_falls_back_to_the_next_category(daemon: Daemon, fast: Emulator
 def test_unsupported_category_falls_back(daemon: Daemon, fast: EmulatorInfo) -> None:
     zone = fast.zones[-1]  # the NVMe zone sells no cloud_ssd
     reply = daemon.controller.CreateVolume(
-        create_request("unsupported", params={"type": "cloud_ssd,cloud_essd"},
-                       requisite=[{ZONE_KEY: zone}]),
+        create_request(
+            "unsupported", params={"type": "cloud_ssd,cloud_essd"}, requisite=[{ZONE_KEY: zone}]
+        ),
         timeout=30,
     )
     assert disk_row(fast, reply.volume.volume_id)["category"] == "cloud_essd"
@@ -91,8 +98,9 @@ def test_nothing_left_is_resource_exhausted(daemon: Daemon, fast: EmulatorInfo) 
         fast.admin("POST", "/stock", {"zone": zone, "category": category, "count": 0})
     with pytest.raises(grpc.RpcError) as err:
         daemon.controller.CreateVolume(
-            create_request("exhausted", params={"type": "cloud_essd,cloud_ssd"},
-                           requisite=[{ZONE_KEY: zone}]),
+            create_request(
+                "exhausted", params={"type": "cloud_essd,cloud_ssd"}, requisite=[{ZONE_KEY: zone}]
+            ),
             timeout=30,
         )
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -131,9 +139,7 @@ def test_repeat_after_fallback_is_the_same_volume(daemon: Daemon, fast: Emulator
     assert len(disks_named(fast, "fallback-repeat")) == 1
 
 
-def test_repeat_across_a_restart(
-    fast: EmulatorInfo, start_controller: StartController
-) -> None:
+def test_repeat_across_a_restart(fast: EmulatorInfo, start_controller: StartController) -> None:
     with start_controller(fast, name="before") as before:
         first = before.controller.CreateVolume(create_request("restart"), timeout=30)
     with start_controller(fast, name="after") as after:
