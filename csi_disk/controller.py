@@ -39,9 +39,12 @@ from csi_disk.errors import (
     ResourceExhausted,
     Unimplemented,
 )
+from csi_disk.expansion import ExpansionMixin
 from csi_disk.host.paths import validate_volume_id
 from csi_disk.locks import InFlight, InstanceSlots
+from csi_disk.modification import ModificationMixin
 from csi_disk.parameters import VolumeParameters
+from csi_disk.snapshots import SnapshotsMixin
 from csi_disk.tokens import VOLUME_NAME_TAG, client_token
 
 log = logging.getLogger(__name__)
@@ -685,5 +688,5 @@ def _valid_disk_name(name: str) -> bool:
     return _DISK_NAME.fullmatch(name) is not None
 
 
-class ControllerService(ControllerCore):
+class ControllerService(SnapshotsMixin, ExpansionMixin, ModificationMixin, ControllerCore):
     """The Controller service as served: ``ControllerCore`` plus feature mixins in front."""

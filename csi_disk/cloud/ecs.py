@@ -574,7 +574,12 @@ class EcsCloud:
                     r.set_ProvisionedIops(provisioned_iops)
                 return r
 
-            self._call("ModifyDiskSpec", build, idempotent=False)
+            try:
+                self._call("ModifyDiskSpec", build, idempotent=False)
+            except EcsError as err:
+                # The disk already has this spec (a retry after a lost answer): done.
+                if err.ecs_code != "NoChangeInDiskCategoryAndPerformanceLevel":
+                    raise
         if bursting_enabled is not None:
             # Bursting is a disk attribute, not part of the spec.
             def build_attr() -> AcsRequest:

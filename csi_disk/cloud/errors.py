@@ -146,6 +146,12 @@ _EXACT: dict[str, type[EcsError]] = {
     "IdempotentParameterMismatch": EcsAlreadyExists,
     "InvalidOperation.Conflict": EcsAborted,
     "LastTokenProcessing": EcsAborted,
+    # A snapshot still uploading, or a spec change still cooling down: retry later.
+    "InvalidSnapshot.NotReady": EcsAborted,
+    "DiskInCoolingPeriod": EcsAborted,
+    "DiskCreatingSnapshot": EcsAborted,
+    "OperationDenied.PerformanceLevelNotMatch": EcsInvalidArgument,
+    "InvalidDiskSize.TooSmall": EcsInvalidArgument,
     "IdempotentProcessing": EcsAborted,
     "ServiceUnavailable": EcsServiceUnavailable,
     "InternalError": EcsUnavailable,

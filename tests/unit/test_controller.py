@@ -177,9 +177,9 @@ def test_create_accepts_single_node_multi_writer_and_multi_node_block(
     assert vol.volume_context["multiAttach"] == "true"
 
 
-def test_create_from_content_source_is_unimplemented_here(ctl: ControllerService) -> None:
+def test_create_from_another_volume_is_unimplemented(ctl: ControllerService) -> None:
     req = create_request()
-    req.volume_content_source.snapshot.snapshot_id = "s-1"
+    req.volume_content_source.volume.volume_id = "d-1"  # cloning; snapshots: test_snapshots
     with pytest.raises(Unimplemented):
         ctl.CreateVolume(req)
 

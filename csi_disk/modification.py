@@ -1,0 +1,162 @@
+"""CSI ControllerModifyVolume: change a disk's category or performance through ECS.
+
+A mixin in front of ``ControllerCore`` (VolumeAttributesClass parameters). Requests are
+checked against ECS's size rules before any call, so an impossible change is
+INVALID_ARGUMENT (the resizer marks it infeasible and stops) rather than an ECS refusal.
+A request that changes nothing answers OK without calling ECS. ECS refuses a change during
+the cooling period after the previous one; that surfaces as ABORTED: the volume has an
+operation settling, which is what ABORTED means in CSI, and the resizer retries it with
+backoff (UNAVAILABLE would blame the plugin or the cloud being unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from csi_disk import categories
+from csi_disk.categories import PERFORMANCE_LEVELS
+from csi_disk.cloud.port import Disk
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.errors import InvalidArgument, NotFound
+from csi_disk.host.paths import validate_volume_id
+
+if TYPE_CHECKING:
+    from csi_disk.controller import ControllerCore as _Base
+else:
+    _Base = object
+
+log = logging.getLogger(__name__)
+
+RPC = csi_pb2.ControllerServiceCapability.RPC
+
+MUTABLE_KEYS = ("performanceLevel", "type", "provisionedIops", "burstingEnabled")
+
+
+@dataclass(frozen=True)
+class Change:
+    """The spec a VolumeAttributesClass asks for; None keeps the disk's value."""
+
+    category: str | None = None
+    performance_level: str | None = None
+    provisioned_iops: int | None = None
+    bursting_enabled: bool | None = None
+
+
+def parse_mutable(params: Mapping[str, str]) -> Change:
+    """mutable_parameters -> Change; an unknown key or bad value is INVALID_ARGUMENT."""
+    for key in sorted(params):
+        if key not in MUTABLE_KEYS:
+            raise InvalidArgument(
+                f"unknown mutable parameter {key!r} (known: {', '.join(MUTABLE_KEYS)})"
+            )
+    category = params.get("type")
+    if category is not None:
+        category = category.strip()
+        if "," in category:
+            raise InvalidArgument("parameter type must name one category to change to")
+        categories.category(category)
+    level = params.get("performanceLevel")
+    if level is not None and level not in PERFORMANCE_LEVELS:
+        raise InvalidArgument(
+            f"parameter performanceLevel={level!r} must be one of {', '.join(PERFORMANCE_LEVELS)}"
+        )
+    iops: int | None = None
+    if "provisionedIops" in params:
+        text = params["provisionedIops"]
+        if not text.isdigit():
+            raise InvalidArgument(f"parameter provisionedIops={text!r} must be a whole number")
+        iops = int(text)
+    bursting: bool | None = None
+    if "burstingEnabled" in params:
+        text = params["burstingEnabled"].lower()
+        if text not in ("true", "false"):
+            raise InvalidArgument("parameter burstingEnabled must be true or false")
+        bursting = text == "true"
+    return Change(category, level, iops, bursting)
+
+
+@dataclass(frozen=True)
+class Target:
+    category: str
+    performance_level: str
+    provisioned_iops: int
+    bursting_enabled: bool
+
+
+def resolve(disk: Disk, change: Change) -> Target:
+    """The spec the disk should end with, checked against ECS's rules for its size."""
+    category = change.category or disk.category
+    desc = categories.category(category)
+    if desc.performance_levels:
+        kept = disk.performance_level if disk.category == category else ""
+        level = change.performance_level or kept or "PL1"
+    elif change.performance_level is not None:
+        raise InvalidArgument(f"performanceLevel applies to cloud_essd, not {category}")
+    else:
+        level = ""
+    if change.provisioned_iops is not None and not desc.provisioned_iops:
+        raise InvalidArgument(f"provisionedIops applies to cloud_auto, not {category}")
+    if change.bursting_enabled is not None and not desc.bursting:
+        raise InvalidArgument(f"burstingEnabled applies to cloud_auto, not {category}")
+    limits = categories.size_range(category, level)
+    label = f"{category} {level}".strip()
+    if disk.size_gib < limits.min_gib:
+        raise InvalidArgument(
+            f"{label} needs at least {limits.min_gib} GiB and volume {disk.id} has "
+            f"{disk.size_gib} GiB: expand it first"
+        )
+    iops = disk.provisioned_iops if change.provisioned_iops is None else change.provisioned_iops
+    bursting = disk.bursting_enabled if change.bursting_enabled is None else change.bursting_enabled
+    return Target(category, level, iops if desc.provisioned_iops else 0, bursting)
+
+
+def _spec_matches(disk: Disk, target: Target) -> bool:
+    """Whether the disk shows the target spec (levels count only where the category has them)."""
+    level = disk.performance_level if categories.has_performance_levels(disk.category) else ""
+    return (disk.category, level or "", disk.provisioned_iops) == (
+        target.category,
+        target.performance_level,
+        target.provisioned_iops,
+    )
+
+
+class ModificationMixin(_Base):
+    """ControllerModifyVolume for ``ControllerService``."""
+
+    def capability_types(self) -> list[int]:
+        return [*super().capability_types(), RPC.MODIFY_VOLUME]
+
+    def ControllerModifyVolume(
+        self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None
+    ) -> csi_pb2.ControllerModifyVolumeResponse:
+        volume_id = validate_volume_id(request.volume_id)
+        change = parse_mutable(request.mutable_parameters)
+        with self.volume_locks.hold(volume_id):
+            disk = self.settle(self.require_disk(volume_id))
+            if disk is None:
+                raise NotFound(f"volume {volume_id} does not exist")
+            target = resolve(disk, change)
+            if not _spec_matches(disk, target):
+                self.cloud.modify_disk_spec(
+                    volume_id,
+                    category=target.category if target.category != disk.category else "",
+                    performance_level=target.performance_level
+                    if target.performance_level != (disk.performance_level or "")
+                    else "",
+                    provisioned_iops=target.provisioned_iops
+                    if target.provisioned_iops != disk.provisioned_iops
+                    else None,
+                )
+                log.info("ControllerModifyVolume: %s -> %s", volume_id, target)
+                settled = self.wait_for(volume_id, lambda d: d is None or _spec_matches(d, target))
+                if settled is None:
+                    raise NotFound(f"volume {volume_id} disappeared while being modified")
+                disk = settled
+            if change.bursting_enabled is not None and (
+                disk.bursting_enabled != change.bursting_enabled
+            ):
+                self.cloud.modify_disk_spec(volume_id, bursting_enabled=change.bursting_enabled)
+            return csi_pb2.ControllerModifyVolumeResponse()

@@ -1,0 +1,333 @@
+"""CSI snapshots: CreateSnapshot, DeleteSnapshot, ListSnapshots and volumes restored from one.
+
+A mixin in front of ``ControllerCore``. Idempotency follows volumes: the ECS ClientToken is
+derived from the CSI snapshot name and the snapshot carries the name as a tag, so a retry
+finds the snapshot whether or not the first answer arrived. CreateSnapshot never waits for
+ECS to finish: it answers ``ready_to_use=false`` and the snapshotter calls again.
+"""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from csi_disk.categories import GIB
+from csi_disk.cloud.errors import EcsError
+from csi_disk.cloud.port import Snapshot
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.errors import (
+    Aborted,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    Unimplemented,
+)
+from csi_disk.host.paths import validate_volume_id
+from csi_disk.tokens import client_token
+
+if TYPE_CHECKING:
+    from csi_disk.controller import ControllerCore as _Base
+else:
+    _Base = object
+
+log = logging.getLogger(__name__)
+
+RPC = csi_pb2.ControllerServiceCapability.RPC
+
+SNAPSHOT_NAME_TAG = "csi.alibabacloud.com/snapshot-name"
+SNAPSHOT_CURSOR_PREFIX = "s1:"
+MAX_NAME_LENGTH = 128
+
+# What external-snapshotter adds with --extra-create-metadata, and the disk tags they become.
+SNAPSHOTTER_TAGS = {
+    "csi.storage.k8s.io/volumesnapshot/name": "kubernetes.io/created-for/volumesnapshot/name",
+    "csi.storage.k8s.io/volumesnapshot/namespace": (
+        "kubernetes.io/created-for/volumesnapshot/namespace"
+    ),
+    "csi.storage.k8s.io/volumesnapshotcontent/name": (
+        "kubernetes.io/created-for/volumesnapshotcontent/name"
+    ),
+}
+RETENTION_DAYS_KEY = "retentionDays"
+# VolumeSnapshotClass parameters of the upstream driver this one accepts but does not act on.
+IGNORED = {
+    "instantAccess": "instant access snapshots are not created by this driver",
+    "instantAccessRetentionDays": "instant access snapshots are not created by this driver",
+    "snapshotType": "only standard snapshots are created",
+    "resourceGroupId": "snapshots stay in the default resource group",
+}
+
+_SNAPSHOT_NAME = re.compile(r"[a-zA-Z\u4e00-\u9fa5][\w.:-]{1,127}")
+_SNAPSHOT_ID = re.compile(r"s-[a-z0-9]{1,62}")
+
+
+def validate_snapshot_id(snapshot_id: str, field: str = "snapshot_id") -> str:
+    """``snapshot_id`` when it is shaped like an ECS snapshot id, else INVALID_ARGUMENT
+    (a well-formed id naming no snapshot is the caller's NOT_FOUND or empty answer)."""
+    if not snapshot_id:
+        raise InvalidArgument(f"{field} is required")
+    if _SNAPSHOT_ID.fullmatch(snapshot_id) is None:
+        raise InvalidArgument(
+            f"{field} {snapshot_id[:80]!r} is not an ECS snapshot id (s- and lowercase "
+            "letters or digits)"
+        )
+    return snapshot_id
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotParameters:
+    tags: dict[str, str]
+    retention_days: int | None
+    warnings: tuple[str, ...]
+
+
+def parse_parameters(params: Mapping[str, str]) -> SnapshotParameters:
+    """VolumeSnapshotClass parameters; an unknown key is INVALID_ARGUMENT naming it."""
+    tags: dict[str, str] = {}
+    warnings: list[str] = []
+    retention: int | None = None
+    for key, value in sorted(params.items()):
+        if key in SNAPSHOTTER_TAGS:
+            tags[SNAPSHOTTER_TAGS[key]] = value
+        elif key == RETENTION_DAYS_KEY:
+            if not value.isdigit() or not 1 <= int(value) <= 65536:
+                raise InvalidArgument(f"parameter {key}={value!r} must be a number of days")
+            retention = int(value)
+        elif key in IGNORED:
+            warnings.append(f"parameter {key} is ignored: {IGNORED[key]}")
+        else:
+            raise InvalidArgument(f"unknown snapshot parameter {key!r}")
+    return SnapshotParameters(tags, retention, tuple(warnings))
+
+
+def _timestamp(text: str) -> Timestamp | None:
+    """ECS times (``2024-05-01T10:00Z`` or with seconds) as a protobuf Timestamp."""
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%MZ"):
+        try:
+            seconds = calendar.timegm(time.strptime(text, fmt))
+        except ValueError:
+            continue
+        return Timestamp(seconds=seconds)
+    return None
+
+
+def snapshot_message(snap: Snapshot) -> csi_pb2.Snapshot:
+    message = csi_pb2.Snapshot(
+        snapshot_id=snap.id,
+        source_volume_id=snap.source_disk_id,
+        size_bytes=snap.source_disk_size_gib * GIB,
+        ready_to_use=snap.ready,
+    )
+    created = _timestamp(snap.creation_time)
+    if created is not None:
+        message.creation_time.CopyFrom(created)
+    return message
+
+
+class SnapshotsMixin(_Base):
+    """Snapshots for ``ControllerService``; relies on ``ControllerCore``'s helpers."""
+
+    def capability_types(self) -> list[int]:
+        return [*super().capability_types(), RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS]
+
+    def describe_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        page = self.cloud.describe_snapshots(snapshot_ids=[snapshot_id], max_results=10)
+        return next((s for s in page.items if s.id == snapshot_id), None)
+
+    # --- restore ---------------------------------------------------------------------------
+
+    def _source_snapshot(self, request: csi_pb2.CreateVolumeRequest) -> Snapshot | None:
+        """The snapshot a CreateVolume restores, checked to be usable; None without one."""
+        if not request.HasField("volume_content_source"):
+            return None
+        source = request.volume_content_source
+        if source.WhichOneof("type") != "snapshot":
+            raise Unimplemented("creating a volume from another volume (cloning) is not supported")
+        snapshot_id = validate_snapshot_id(source.snapshot.snapshot_id)
+        snap = self.describe_snapshot(snapshot_id)
+        if snap is None:
+            raise NotFound(f"snapshot {snapshot_id} does not exist")
+        if snap.status == "failed":
+            raise NotFound(f"snapshot {snapshot_id} failed and cannot be restored")
+        if not snap.ready:
+            raise Aborted(f"snapshot {snapshot_id} is not ready yet ({snap.progress or 'pending'})")
+        size = snap.source_disk_size_gib * GIB
+        required = request.capacity_range.required_bytes
+        limit = request.capacity_range.limit_bytes
+        if required and required < size:
+            raise OutOfRange(
+                f"snapshot {snapshot_id} holds {snap.source_disk_size_gib} GiB; the volume must "
+                f"be at least that large, not {required} bytes"
+            )
+        if limit and limit < size:
+            raise OutOfRange(
+                f"snapshot {snapshot_id} holds {snap.source_disk_size_gib} GiB, more than "
+                f"limit_bytes {limit}"
+            )
+        return snap
+
+    def content_source(
+        self, request: csi_pb2.CreateVolumeRequest
+    ) -> tuple[str, csi_pb2.VolumeContentSource | None]:
+        snap = self._source_snapshot(request)
+        if snap is None:
+            return "", None
+        return snap.id, request.volume_content_source
+
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: Any = None
+    ) -> csi_pb2.CreateVolumeResponse:
+        """Without a capacity, a restored volume is as large as its snapshot."""
+        snap = self._source_snapshot(request)
+        if snap is not None and not request.capacity_range.required_bytes:
+            sized = csi_pb2.CreateVolumeRequest()
+            sized.CopyFrom(request)
+            sized.capacity_range.required_bytes = snap.source_disk_size_gib * GIB
+            request = sized
+        return super().CreateVolume(request, context)
+
+    # --- CreateSnapshot --------------------------------------------------------------------
+
+    def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: Any = None
+    ) -> csi_pb2.CreateSnapshotResponse:
+        name = request.name
+        if not name:
+            raise InvalidArgument("name is required")
+        if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
+            raise InvalidArgument(f"name is longer than {MAX_NAME_LENGTH} bytes")
+        source = validate_volume_id(request.source_volume_id, "source_volume_id")
+        params = parse_parameters(request.parameters)
+        for warning in params.warnings:
+            log.warning("CreateSnapshot %s: %s", name, warning)
+        with self.name_locks.hold("snapshot/" + name):
+            existing = self._find_snapshot(name)
+            if existing is None:
+                existing = self._create_snapshot(name, source, params)
+            if existing.source_disk_id != source:
+                raise AlreadyExists(
+                    f"snapshot {name} already exists as {existing.id} of volume "
+                    f"{existing.source_disk_id}, not of {source}"
+                )
+            return csi_pb2.CreateSnapshotResponse(snapshot=snapshot_message(existing))
+
+    def _find_snapshot(self, name: str) -> Snapshot | None:
+        found = self.cloud.describe_snapshots(tags={SNAPSHOT_NAME_TAG: name}, max_results=10)
+        matches = [s for s in found.items if s.tags.get(SNAPSHOT_NAME_TAG) == name]
+        if len(matches) > 1:
+            log.error("snapshot name %s is tagged on %s", name, ", ".join(s.id for s in matches))
+        return matches[0] if matches else None
+
+    def _create_snapshot(self, name: str, source: str, params: SnapshotParameters) -> Snapshot:
+        self.require_disk(source)
+        tags = {**params.tags, SNAPSHOT_NAME_TAG: name}
+        ecs_name = name if _SNAPSHOT_NAME.fullmatch(name) and not name.startswith(
+            ("auto", "http")
+        ) else ""  # fmt: skip
+        token = client_token(name)
+        try:
+            snapshot_id = self.cloud.create_snapshot(
+                source,
+                name=ecs_name,
+                client_token=token,
+                tags=tags,
+                retention_days=params.retention_days,
+            )
+        except EcsError as err:
+            if err.ecs_code != "IdempotentParameterMismatch":
+                raise
+            # The token was used for an earlier snapshot of this name that is gone now.
+            log.warning("CreateSnapshot %s: stale client token, creating without it", name)
+            snapshot_id = self.cloud.create_snapshot(
+                source, name=ecs_name, client_token="", tags=tags,
+                retention_days=params.retention_days,
+            )  # fmt: skip
+        log.info("CreateSnapshot %s: snapshot %s of %s", name, snapshot_id, source)
+        snap = self.describe_snapshot(snapshot_id)
+        if snap is None:  # not listed yet: report what was asked for, not ready
+            disk = self.require_disk(source)
+            snap = Snapshot(
+                id=snapshot_id,
+                source_disk_id=source,
+                source_disk_size_gib=disk.size_gib,
+                status="progressing",
+                tags=tags,
+            )
+        return snap
+
+    # --- DeleteSnapshot --------------------------------------------------------------------
+
+    def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: Any = None
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        snapshot_id = validate_snapshot_id(request.snapshot_id)
+        with self.volume_locks.hold(snapshot_id):
+            try:
+                # Force: volumes restored from it are full disks of their own.
+                self.cloud.delete_snapshot(snapshot_id, force=True)
+            except NotFound:
+                pass
+            else:
+                log.info("DeleteSnapshot: snapshot %s deleted", snapshot_id)
+        return csi_pb2.DeleteSnapshotResponse()
+
+    # --- ListSnapshots ---------------------------------------------------------------------
+
+    def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: Any = None
+    ) -> csi_pb2.ListSnapshotsResponse:
+        if request.max_entries < 0:
+            raise InvalidArgument("max_entries must not be negative")
+        limit = request.max_entries or 100
+        cloud_token, offset = _parse_cursor(request.starting_token)
+        snapshot_ids = [request.snapshot_id] if request.snapshot_id else []
+        for snapshot_id in snapshot_ids:
+            validate_snapshot_id(snapshot_id)
+        if request.source_volume_id:
+            validate_volume_id(request.source_volume_id, "source_volume_id")
+        try:
+            page = self.cloud.describe_snapshots(
+                snapshot_ids=snapshot_ids,
+                disk_id=request.source_volume_id,
+                page_token=cloud_token,
+                max_results=max(limit, 10),
+            )
+        except InvalidArgument as err:
+            if not request.starting_token:
+                raise
+            raise Aborted(f"starting_token is no longer valid: {err.message}") from None
+        if offset > len(page.items):
+            raise Aborted("starting_token does not match the listing any more")
+        items = page.items[offset : offset + limit]
+        if offset + limit < len(page.items):
+            next_token = f"{SNAPSHOT_CURSOR_PREFIX}{offset + limit}:{cloud_token}"
+        elif page.next_token:
+            next_token = f"{SNAPSHOT_CURSOR_PREFIX}0:{page.next_token}"
+        else:
+            next_token = ""
+        entries = [
+            csi_pb2.ListSnapshotsResponse.Entry(snapshot=snapshot_message(s))
+            for s in items
+            if not request.source_volume_id or s.source_disk_id == request.source_volume_id
+        ]
+        return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=next_token)
+
+
+def _parse_cursor(token: str) -> tuple[str, int]:
+    """``s1:<offset>:<ECS token>`` -> (ECS token, offset into that page); ABORTED if foreign."""
+    if not token:
+        return "", 0
+    if not token.startswith(SNAPSHOT_CURSOR_PREFIX):
+        raise Aborted(f"starting_token {token[:40]!r} was not issued by this driver")
+    offset, sep, cloud_token = token.removeprefix(SNAPSHOT_CURSOR_PREFIX).partition(":")
+    if not sep or not offset.isdigit():
+        raise Aborted(f"starting_token {token[:40]!r} is malformed")
+    return cloud_token, int(offset)

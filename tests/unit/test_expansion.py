@@ -1,0 +1,149 @@
+"""ControllerExpandVolume and ControllerModifyVolume against the in-memory cloud."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from csi_disk.categories import GIB
+from csi_disk.cloud.waiter import DiskWaiter
+from csi_disk.config import Config
+from csi_disk.controller import ControllerService
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.errors import Aborted, InvalidArgument, NotFound, OutOfRange
+from tests.fakes import InMemoryCloud, ecs_error
+
+RPC = csi_pb2.ControllerServiceCapability.RPC
+ZONE = "cn-hangzhou-h"
+BLOCK = csi_pb2.VolumeCapability(
+    block=csi_pb2.VolumeCapability.BlockVolume(),
+    access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
+)
+
+
+@pytest.fixture
+def cloud() -> InMemoryCloud:
+    c = InMemoryCloud()
+    c.add_instance("i-h1", ZONE)
+    return c
+
+
+@pytest.fixture
+def ctl(cloud: InMemoryCloud) -> Iterator[ControllerService]:
+    waiter = DiskWaiter(cloud, interval=0.005, collect_window=0.001)
+    yield ControllerService(
+        Config(attach_mode="controller", operation_timeout=5.0), cloud, waiter, default_zone=ZONE
+    )  # type: ignore[arg-type]
+    waiter.close()
+
+
+def expand(
+    ctl: ControllerService, volume_id: str, required: int, limit: int = 0, block: bool = False
+) -> csi_pb2.ControllerExpandVolumeResponse:
+    req = csi_pb2.ControllerExpandVolumeRequest(
+        volume_id=volume_id,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=required, limit_bytes=limit),
+    )
+    if block:
+        req.volume_capability.CopyFrom(BLOCK)
+    return ctl.ControllerExpandVolume(req)
+
+
+def modify(ctl: ControllerService, volume_id: str, **params: str) -> None:
+    ctl.ControllerModifyVolume(
+        csi_pb2.ControllerModifyVolumeRequest(volume_id=volume_id, mutable_parameters=params)
+    )
+
+
+def test_capabilities(ctl: ControllerService) -> None:
+    resp = ctl.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest())
+    assert {RPC.EXPAND_VOLUME, RPC.MODIFY_VOLUME} <= {c.rpc.type for c in resp.capabilities}
+
+
+def test_expand_rounds_up_online_when_attached(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    attached = cloud.add_disk(size_gib=20, status="In_use", attachments=("i-h1",))
+    resp = expand(ctl, attached.id, 30 * GIB + 1)
+    assert (resp.capacity_bytes, resp.node_expansion_required) == (31 * GIB, True)
+    assert ("resize_disk", (attached.id, 31, True)) in cloud.log
+    free = cloud.add_disk(size_gib=20)
+    resp = expand(ctl, free.id, 40 * GIB, block=True)
+    assert (resp.capacity_bytes, resp.node_expansion_required) == (40 * GIB, False)
+    assert ("resize_disk", (free.id, 40, False)) in cloud.log
+
+
+def test_expand_repeat_is_a_no_op(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk(size_gib=20)
+    expand(ctl, disk.id, 25 * GIB)
+    resp = expand(ctl, disk.id, 25 * GIB)
+    assert resp.capacity_bytes == 25 * GIB
+    assert cloud.calls["resize_disk"] == 1
+
+
+def test_expand_errors(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk(size_gib=30, category="cloud_ssd", performance_level="")
+    with pytest.raises(OutOfRange, match="shrink"):
+        expand(ctl, disk.id, 20 * GIB)
+    with pytest.raises(OutOfRange, match="32768"):
+        expand(ctl, disk.id, 40000 * GIB)
+    with pytest.raises(OutOfRange, match="limit_bytes"):
+        expand(ctl, disk.id, 40 * GIB + 1, limit=40 * GIB + 2)
+    with pytest.raises(InvalidArgument):
+        expand(ctl, disk.id, 0)
+    with pytest.raises(InvalidArgument):
+        expand(ctl, disk.id, 50 * GIB, limit=40 * GIB)
+    with pytest.raises(NotFound):
+        expand(ctl, "d-missing", 50 * GIB)
+    assert cloud.calls["resize_disk"] == 0
+
+
+def test_modify_level_and_idempotency(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk(size_gib=20, performance_level="PL0")
+    modify(ctl, disk.id, performanceLevel="PL1")
+    assert cloud.disk(disk.id).performance_level == "PL1"
+    modify(ctl, disk.id, performanceLevel="PL1")
+    assert cloud.calls["modify_disk_spec"] == 1
+    assert ("modify_disk_spec", (disk.id, "", "PL1", None, None)) in cloud.log
+
+
+def test_modify_refuses_what_the_size_cannot_carry(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk(size_gib=20, performance_level="PL0")
+    with pytest.raises(InvalidArgument, match="461 GiB"):
+        modify(ctl, disk.id, performanceLevel="PL2")
+    with pytest.raises(InvalidArgument, match="size"):
+        modify(ctl, disk.id, size="40")
+    with pytest.raises(InvalidArgument, match="PL7"):
+        modify(ctl, disk.id, performanceLevel="PL7")
+    with pytest.raises(InvalidArgument, match="cloud_essd"):
+        modify(ctl, disk.id, type="cloud_ssd", performanceLevel="PL1")
+    with pytest.raises(InvalidArgument, match="cloud_auto"):
+        modify(ctl, disk.id, provisionedIops="1000")
+    with pytest.raises(NotFound):
+        modify(ctl, "d-missing", performanceLevel="PL1")
+    assert cloud.calls["modify_disk_spec"] == 0
+
+
+def test_modify_category_iops_and_bursting(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk(size_gib=40, performance_level="PL1")
+    modify(ctl, disk.id, type="cloud_auto", provisionedIops="5000", burstingEnabled="true")
+    after = cloud.disk(disk.id)
+    assert (after.category, after.provisioned_iops, after.bursting_enabled) == (
+        "cloud_auto",
+        5000,
+        True,
+    )
+
+
+def test_modify_during_cooling_period_is_aborted(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk(size_gib=20, performance_level="PL0")
+    cloud.fail("modify_disk_spec", ecs_error("DiskInCoolingPeriod", action="ModifyDiskSpec"))
+    with pytest.raises(Aborted):
+        modify(ctl, disk.id, performanceLevel="PL1")
+    modify(ctl, disk.id, performanceLevel="PL1")
+    assert cloud.disk(disk.id).performance_level == "PL1"

@@ -1,0 +1,213 @@
+"""Snapshot handlers and restores against the in-memory cloud."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+
+from csi_disk.categories import GIB
+from csi_disk.cloud import port
+from csi_disk.cloud.waiter import DiskWaiter
+from csi_disk.config import Config
+from csi_disk.controller import ControllerService
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.errors import (
+    Aborted,
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    ResourceExhausted,
+)
+from csi_disk.snapshots import SNAPSHOT_NAME_TAG, parse_parameters
+from csi_disk.tokens import client_token
+from tests.fakes import InMemoryCloud, ecs_error
+
+RPC = csi_pb2.ControllerServiceCapability.RPC
+ZONE = "cn-hangzhou-h"
+SNAPSHOTTER = {
+    "csi.storage.k8s.io/volumesnapshot/name": "snap",
+    "csi.storage.k8s.io/volumesnapshot/namespace": "apps",
+    "csi.storage.k8s.io/volumesnapshotcontent/name": "snapcontent-1",
+}
+
+
+@pytest.fixture
+def cloud() -> InMemoryCloud:
+    c = InMemoryCloud()
+    c.add_instance("i-h1", ZONE)
+    return c
+
+
+@pytest.fixture
+def ctl(cloud: InMemoryCloud) -> Iterator[ControllerService]:
+    waiter = DiskWaiter(cloud, interval=0.005, collect_window=0.001)
+    yield ControllerService(
+        Config(attach_mode="controller", operation_timeout=5.0), cloud, waiter, default_zone=ZONE
+    )  # type: ignore[arg-type]
+    waiter.close()
+
+
+def snap_request(
+    source: str, name: str = "snapshot-1", params: dict[str, str] | None = None
+) -> csi_pb2.CreateSnapshotRequest:
+    return csi_pb2.CreateSnapshotRequest(
+        source_volume_id=source, name=name, parameters=params or {}
+    )
+
+
+def restore_request(
+    snapshot_id: str, required: int = 0, name: str = "pvc-r"
+) -> csi_pb2.CreateVolumeRequest:
+    req = csi_pb2.CreateVolumeRequest(
+        name=name,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=required),
+        volume_capabilities=[
+            csi_pb2.VolumeCapability(
+                mount=csi_pb2.VolumeCapability.MountVolume(),
+                access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
+            )
+        ],
+    )
+    req.volume_content_source.snapshot.snapshot_id = snapshot_id
+    return req
+
+
+def test_capabilities_advertise_snapshots(ctl: ControllerService) -> None:
+    resp = ctl.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest())
+    types = {c.rpc.type for c in resp.capabilities}
+    assert {RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS, RPC.CREATE_DELETE_VOLUME} <= types
+    assert RPC.CLONE_VOLUME not in types
+
+
+def test_create_snapshot_tags_tokens_and_reports(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk(size_gib=40)
+    snap = ctl.CreateSnapshot(snap_request(disk.id, params=SNAPSHOTTER)).snapshot
+    assert (snap.source_volume_id, snap.size_bytes, snap.ready_to_use) == (disk.id, 40 * GIB, True)
+    stored = cloud.snapshots[snap.snapshot_id]
+    assert stored.tags[SNAPSHOT_NAME_TAG] == "snapshot-1"
+    assert stored.tags["kubernetes.io/created-for/volumesnapshot/namespace"] == "apps"
+    assert ("create_snapshot", (disk.id, "snapshot-1", client_token("snapshot-1"))) in cloud.log
+    again = ctl.CreateSnapshot(snap_request(disk.id, params=SNAPSHOTTER)).snapshot
+    assert again.snapshot_id == snap.snapshot_id
+    assert cloud.calls["create_snapshot"] == 1
+
+
+def test_create_snapshot_reports_progress_until_ready(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk()
+    first = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
+    cloud.snapshots[first.snapshot_id] = dataclasses.replace(
+        cloud.snapshots[first.snapshot_id], status=port.SNAPSHOT_PROGRESSING
+    )
+    assert not ctl.CreateSnapshot(snap_request(disk.id)).snapshot.ready_to_use
+    cloud.snapshots[first.snapshot_id] = dataclasses.replace(
+        cloud.snapshots[first.snapshot_id], status=port.SNAPSHOT_ACCOMPLISHED
+    )
+    assert ctl.CreateSnapshot(snap_request(disk.id)).snapshot.ready_to_use
+
+
+def test_create_snapshot_errors(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk()
+    other = cloud.add_disk()
+    with pytest.raises(InvalidArgument, match="name"):
+        ctl.CreateSnapshot(snap_request(disk.id, name=""))
+    with pytest.raises(InvalidArgument, match="source_volume_id"):
+        ctl.CreateSnapshot(snap_request(""))
+    with pytest.raises(InvalidArgument, match="bogus"):
+        ctl.CreateSnapshot(snap_request(disk.id, params={"bogus": "1"}))
+    with pytest.raises(NotFound):
+        ctl.CreateSnapshot(snap_request("d-missing"))
+    ctl.CreateSnapshot(snap_request(disk.id))
+    with pytest.raises(AlreadyExists, match=disk.id):
+        ctl.CreateSnapshot(snap_request(other.id))
+    cloud.fail("create_snapshot", ecs_error("QuotaExceed.Snapshot", action="CreateSnapshot"))
+    with pytest.raises(ResourceExhausted):
+        ctl.CreateSnapshot(snap_request(disk.id, name="snapshot-2"))
+
+
+def test_parameters_retention_and_upstream_keys() -> None:
+    parsed = parse_parameters({"retentionDays": "7", "instantAccess": "true", **SNAPSHOTTER})
+    assert parsed.retention_days == 7
+    assert any("instantAccess" in w for w in parsed.warnings)
+    with pytest.raises(InvalidArgument, match="retentionDays"):
+        parse_parameters({"retentionDays": "never"})
+
+
+def test_delete_snapshot_is_idempotent_and_forces(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk()
+    snap = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
+    req = csi_pb2.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id)
+    ctl.DeleteSnapshot(req)
+    ctl.DeleteSnapshot(req)
+    assert snap.snapshot_id not in cloud.snapshots
+    assert ("delete_snapshot", (snap.snapshot_id, True)) in cloud.log
+    with pytest.raises(InvalidArgument):
+        ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id="../x"))
+
+
+def test_list_snapshots_by_id_source_and_pages(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk()
+    other = cloud.add_disk()
+    ids = [ctl.CreateSnapshot(snap_request(disk.id, name=f"s-{i}")).snapshot.snapshot_id
+           for i in range(5)]  # fmt: skip
+    ctl.CreateSnapshot(snap_request(other.id, name="elsewhere"))
+    one = ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id=ids[2]))
+    assert [e.snapshot.snapshot_id for e in one.entries] == [ids[2]]
+    none = ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id="s-unknown"))
+    assert list(none.entries) == []
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = ctl.ListSnapshots(
+            csi_pb2.ListSnapshotsRequest(
+                source_volume_id=disk.id, max_entries=2, starting_token=token
+            )
+        )
+        assert len(page.entries) <= 2
+        seen += [e.snapshot.snapshot_id for e in page.entries]
+        token = page.next_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids)
+    with pytest.raises(Aborted):
+        ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(starting_token="garbage"))
+    with pytest.raises(InvalidArgument):
+        ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(max_entries=-1))
+
+
+def test_restore_sizes_from_the_snapshot_and_echoes_the_source(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk(size_gib=30)
+    snap = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
+    vol = ctl.CreateVolume(restore_request(snap.snapshot_id)).volume
+    assert vol.capacity_bytes == 30 * GIB
+    assert vol.content_source.snapshot.snapshot_id == snap.snapshot_id
+    assert cloud.disk(vol.volume_id).snapshot_id == snap.snapshot_id
+    bigger = ctl.CreateVolume(restore_request(snap.snapshot_id, 50 * GIB, name="pvc-big")).volume
+    assert bigger.capacity_bytes == 50 * GIB
+
+
+def test_restore_errors(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk(size_gib=30)
+    snap = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
+    with pytest.raises(OutOfRange, match="30 GiB"):
+        ctl.CreateVolume(restore_request(snap.snapshot_id, 20 * GIB))
+    with pytest.raises(NotFound):
+        ctl.CreateVolume(restore_request("s-missing"))
+    cloud.snapshots[snap.snapshot_id] = dataclasses.replace(
+        cloud.snapshots[snap.snapshot_id], status=port.SNAPSHOT_PROGRESSING
+    )
+    with pytest.raises(Aborted, match="not ready"):
+        ctl.CreateVolume(restore_request(snap.snapshot_id))
+    assert cloud.calls["create_disk"] == 0
