@@ -56,6 +56,7 @@ PUBLISH_SERIAL_KEY = "serial"
 LIST_CURSOR_PREFIX = "v1:"
 MAX_NAME_LENGTH = 128  # the CSI spec's size limit for string fields, in bytes
 KNOWN_NAMES = 10_000  # volume names remembered with their disk ids, most recent kept
+TOKEN_GENERATIONS = 8  # bound on following a name's deleted disks to a fresh client token
 
 SINGLE_NODE_MODES = frozenset(
     {
@@ -227,6 +228,16 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             if disk is None:
                 disk = self._create(name, params, zones, required, limit, snapshot_id)
             settled = self.settle(disk)
+            for _ in range(TOKEN_GENERATIONS):
+                if settled is not None:
+                    break
+                # ECS answers a used token with the disk it made then, even once that disk
+                # is deleted: the name lives again under a token derived from the dead disk,
+                # the same on every retry, so a lost reply still finds its disk.
+                log.info("CreateVolume %s: disk %s is gone; creating anew", name, disk.id)
+                token = client_token(f"{name}@{disk.id}")
+                disk = self._create(name, params, zones, required, limit, snapshot_id, token)
+                settled = self.settle(disk)
             if settled is None:
                 self.known.forget(name)
                 raise ResourceExhausted(f"disk {disk.id} for {name} vanished while being created")
@@ -325,6 +336,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         required: int,
         limit: int,
         snapshot_id: str,
+        token: str = "",
     ) -> Disk:
         """Try each category in the first zone; fall back only on "not possible here" answers.
 
@@ -334,7 +346,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         of its own.
         """
         zone = zones[0]
-        token = client_token(name)
+        token = token or client_token(name)
         tags = {**params.tags, VOLUME_NAME_TAG: name}
         refusals: list[str] = []
         size_only = True
@@ -402,10 +414,11 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         if existing is not None:
             self._check_existing(existing, params, zones, required, limit, name)
             return existing
-        # No disk carries the name: the earlier one was deleted. Without a token ECS
-        # creates afresh; the name lock keeps this from racing another attempt.
-        log.warning("CreateVolume %s: stale client token, creating without it", name)
+        # No disk carries the name: the earlier one was deleted and the name comes back
+        # with other arguments. A token derived from them stays idempotent across retries.
+        log.info("CreateVolume %s: token used before with other arguments; deriving one", name)
         fresh = dataclasses.replace(request, client_token="")
+        fresh = dataclasses.replace(fresh, client_token=client_token(f"{name}@{fresh!r}"))
         return _creating(fresh, self.cloud.create_disk(fresh))
 
     # --- DeleteVolume ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from csi_disk.csi_pb import csi_pb2
 from csi_disk.emulator.process import EmulatorInfo
 from csi_disk.topology import K8S_ZONE_KEY, ZONE_KEY
 from tests.daemon import Daemon
@@ -146,3 +147,27 @@ def test_repeat_across_a_restart(fast: EmulatorInfo, start_controller: StartCont
         second = after.controller.CreateVolume(create_request("restart"), timeout=30)
     assert second.volume.volume_id == first.volume.volume_id
     assert len(disks_named(fast, "restart")) == 1
+
+
+def delete(daemon: Daemon, volume_id: str) -> None:
+    daemon.controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id), timeout=30)
+
+
+@pytest.mark.parametrize("second_gib", [20, 40], ids=["same-size", "other-size"])
+def test_name_reused_after_delete_gets_a_new_disk(
+    daemon: Daemon, fast: EmulatorInfo, start_controller: StartController, second_gib: int
+) -> None:
+    """ECS answers a used client token with the old disk id even after that disk is gone."""
+    name = f"reused-{second_gib}"
+    first = daemon.controller.CreateVolume(create_request(name, 20), timeout=30).volume
+    delete(daemon, first.volume_id)
+    for round_ in range(2):
+        again = daemon.controller.CreateVolume(create_request(name, second_gib), timeout=30)
+        assert again.volume.volume_id != first.volume_id
+        assert again.volume.capacity_bytes == second_gib * GIB
+        assert [r["id"] for r in disks_named(fast, name)] == [again.volume.volume_id]
+        if round_ == 0:  # a second life, then a third after another delete, from a new process
+            delete(daemon, again.volume.volume_id)
+    with start_controller(fast, name="reuse") as other:
+        repeat = other.controller.CreateVolume(create_request(name, second_gib), timeout=30)
+    assert repeat.volume.volume_id == again.volume.volume_id

@@ -13,7 +13,12 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.emulator.process import EmulatorInfo
 from csi_disk.topology import ZONE_KEY
 from tests.daemon import Daemon
-from tests.integration.controller.conftest import controller, create_request, disks_named
+from tests.integration.controller.conftest import (
+    StartController,
+    controller,
+    create_request,
+    disks_named,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -51,6 +56,24 @@ def test_lost_reply_then_retry_gives_the_same_disk(daemon: Daemon, slow: Emulato
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     reply = create_until_done(daemon, request)
     rows = disks_named(slow, "lost-reply")
+    assert [r["id"] for r in rows] == [reply.volume.volume_id]
+    assert rows[0]["status"] == "Available"
+
+
+def test_controller_killed_while_creating_then_retry_gives_the_same_disk(
+    slow: EmulatorInfo, start_controller: StartController
+) -> None:
+    request = create_request("killed-while-creating", requisite=[{ZONE_KEY: slow.zones[1]}])
+    with start_controller(slow, name="killed") as first:
+        with pytest.raises(grpc.RpcError):
+            first.controller.CreateVolume(request, timeout=0.3)
+        rows = disks_named(slow, "killed-while-creating")
+        first.process.kill()  # no drain: the reply is lost with the process
+        first.process.wait()
+    assert [r["status"] for r in rows] in ([], ["Creating"])
+    with start_controller(slow, name="successor") as second:
+        reply = create_until_done(second, request)
+    rows = disks_named(slow, "killed-while-creating")
     assert [r["id"] for r in rows] == [reply.volume.volume_id]
     assert rows[0]["status"] == "Available"
 
