@@ -8,85 +8,26 @@ after a failure.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 
 from csi_disk.cluster import Plugin
-from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.emulator.process import (
+    EmulatorInfo,
+    EmulatorInstance,
+    start_emulator,
+    stop_emulator,
+    wait_ready,
+)
 
 START_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class EmulatedInstance:
-    id: str
-    zone: str
-    instance_type: str
-    bus: str
-    metadata_endpoint: str
-    device_root: Path
-
-
-@dataclass(frozen=True)
-class EmulatorInfo:
-    region: str
-    ecs_endpoint: str
-    access_key_id: str
-    access_key_secret: str
-    admin_endpoint: str
-    zones: list[str]
-    instances: list[EmulatedInstance]
-
-    @classmethod
-    def load(cls, path: Path) -> EmulatorInfo:
-        data = json.loads(path.read_text())
-        return cls(
-            region=data["region"],
-            ecs_endpoint=data["ecs_endpoint"],
-            access_key_id=data["access_key_id"],
-            access_key_secret=data["access_key_secret"],
-            admin_endpoint=data["admin_endpoint"].rstrip("/"),
-            zones=list(data["zones"]),
-            instances=[
-                EmulatedInstance(
-                    id=i["id"],
-                    zone=i["zone"],
-                    instance_type=i.get("instance_type", ""),
-                    bus=i.get("bus", "virtio"),
-                    metadata_endpoint=i["metadata_endpoint"],
-                    device_root=Path(i["device_root"]),
-                )
-                for i in data["instances"]
-            ],
-        )
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 (the emulator, on loopback)
-            f"{self.admin_endpoint}/{path.lstrip('/')}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 (loopback)
-            raw = reply.read()
-        return json.loads(raw) if raw else {}
-
-    def calls(self) -> dict[str, int]:
-        return dict(self.admin("GET", "calls").get("calls", {}))
-
-    def in_zone(self, zone: str) -> list[EmulatedInstance]:
-        return [i for i in self.instances if i.zone == zone]
 
 
 class Stack:
@@ -107,29 +48,15 @@ class Stack:
 
     def start_emulator(self, *, zones: int = 3, instances_per_zone: int = 2) -> EmulatorInfo:
         emulator_dir = self.state_dir / "emulator"
-        emulator_dir.mkdir(parents=True, exist_ok=True)
-        info_path = emulator_dir / "emulator.json"
-        info_path.unlink(missing_ok=True)
-        zone_names = ",".join(f"cn-hangzhou-{c}" for c in "hijk"[:zones])
-        argv = [
-            sys.executable, "-m", "csi_disk.emulator",
-            "--listen", "127.0.0.1:0",
-            "--state-dir", str(emulator_dir),
-            "--zones", zone_names,
-            "--instances-per-zone", str(instances_per_zone),
-            "--latency-scale", str(self.latency_scale),
-            "--seed", str(self.seed),
-        ]  # fmt: skip
-        log = open(self.logs / "emulator.log", "ab")  # noqa: SIM115 (lives as long as the process)
-        self.emulator = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not info_path.exists():
-            if self.emulator.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "the emulator did not start; see " + str(self.logs / "emulator.log")
-                )
-            time.sleep(0.05)
-        self.info = EmulatorInfo.load(info_path)
+        self.emulator = start_emulator(
+            emulator_dir,
+            listen="127.0.0.1:0",
+            zones=",".join(f"cn-hangzhou-{c}" for c in "hijk"[:zones]),
+            instances_per_zone=instances_per_zone,
+            latency_scale=self.latency_scale,
+            seed=self.seed,
+        )
+        self.info = wait_ready(emulator_dir, self.emulator, timeout=START_TIMEOUT)
         return self.info
 
     # ------------------------------------------------------------------ daemons
@@ -171,7 +98,7 @@ class Stack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def start_node(self, instance: EmulatedInstance, attach_mode: str) -> Plugin:
+    def start_node(self, instance: EmulatorInstance, attach_mode: str) -> Plugin:
         """A node plugin that takes its credentials from the instance's RAM role."""
         info = self._require_info()
         return self._serve(
@@ -231,13 +158,8 @@ class Stack:
     def close(self) -> None:
         """Stop everything; unmount and detach whatever is left under the state dir."""
         self.stop_daemons()
-        if self.emulator is not None and self.emulator.poll() is None:
-            self.emulator.send_signal(signal.SIGTERM)
-            try:
-                self.emulator.wait(60)
-            except subprocess.TimeoutExpired:
-                self.emulator.kill()
-                self.emulator.wait()
+        if self.emulator is not None:
+            stop_emulator(self.emulator, timeout=60)
         sweep(self.state_dir)
 
     def _require_info(self) -> EmulatorInfo:
@@ -282,7 +204,3 @@ def sweep(directory: Path) -> tuple[list[str], list[str]]:
             loops.append(parts[0])
             subprocess.run(["losetup", "-d", parts[0]], capture_output=True, check=False)
     return mounts, loops
-
-
-def identity_stub(endpoint: str) -> csi_pb2_grpc.IdentityStub:
-    return csi_pb2_grpc.IdentityStub(grpc.insecure_channel(endpoint))

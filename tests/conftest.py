@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from csi_disk.stack import sweep
+
 settings.register_profile(
     "ci",
     derandomize=True,
@@ -63,29 +65,11 @@ def _fail_root_in_ci() -> None:
     pytest.fail(f"root-only test cannot run in CI: {root_unavailable_reason()}")
 
 
-def _loop_devices_backed_by(directory: Path) -> list[str]:
-    out = subprocess.run(
-        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    found = []
-    for line in out.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[1].strip().startswith(str(directory)):
-            found.append(parts[0])
-    return found
-
-
 def _mounts_under(directory: Path) -> list[str]:
-    targets = []
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            mount_point = line.split()[4].replace("\\040", " ")
-            if mount_point == str(directory) or mount_point.startswith(str(directory) + "/"):
-                targets.append(mount_point)
-    return targets
+        points = [line.split()[4].replace("\\040", " ") for line in f]
+    prefix = str(directory)
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
 
 
 def cleanup_host_state(directory: Path) -> tuple[list[str], list[str]]:
@@ -93,13 +77,7 @@ def cleanup_host_state(directory: Path) -> tuple[list[str], list[str]]:
 
     Returns what was left behind, so callers can fail on leaks after cleaning up.
     """
-    mounts = sorted(set(_mounts_under(directory)), key=lambda p: p.count("/"), reverse=True)
-    for target in mounts:
-        subprocess.run(["umount", target], capture_output=True, check=False)
-    loops = _loop_devices_backed_by(directory)
-    for dev in loops:
-        subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
-    return mounts, loops
+    return sweep(directory)
 
 
 @pytest.fixture

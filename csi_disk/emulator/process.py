@@ -67,6 +67,10 @@ class EmulatorInfo:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - http only, checked above
             return json.loads(response.read() or b"{}")
 
+    def calls(self) -> dict[str, int]:
+        """Calls served per ECS action since start (or the last reset)."""
+        return dict(self.admin("GET", "calls").get("calls", {}))
+
     def instances_in(self, zone: str) -> list[EmulatorInstance]:
         return [i for i in self.instances if i.zone == zone]
 
