@@ -107,8 +107,16 @@ def test_socket_mode_stale_socket_and_live_socket(tmp_path: Path) -> None:
         assert mode == 0o660
         # A second daemon must not steal a socket a live process is serving.
         second = subprocess.run(
-            [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{sock}",
-             "--metadata-endpoint", UNREACHABLE],
+            [
+                sys.executable,
+                "-m",
+                "csi_disk",
+                "serve",
+                "--endpoint",
+                f"unix://{sock}",
+                "--metadata-endpoint",
+                UNREACHABLE,
+            ],
             capture_output=True,
             text=True,
             timeout=30,
@@ -142,8 +150,16 @@ def test_sigterm_exits_zero_and_removes_socket(tmp_path: Path) -> None:
 def test_tcp_endpoint(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"tcp://127.0.0.1:{port}",
-         "--metadata-endpoint", UNREACHABLE],
+        [
+            sys.executable,
+            "-m",
+            "csi_disk",
+            "serve",
+            "--endpoint",
+            f"tcp://127.0.0.1:{port}",
+            "--metadata-endpoint",
+            UNREACHABLE,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -216,3 +232,43 @@ def test_help_lists_every_flag_with_env_and_default() -> None:
         assert flag.env in text
     assert "default: unix:///csi/csi.sock" in text
     assert "default: diskplugin.csi.alibabacloud.com" in text
+
+
+def test_probe_follows_initialisation_not_later_outages(tmp_path: Path) -> None:
+    """Not ready while ECS is unreachable; ready once it answers; still ready after it goes.
+
+    The livenessprobe sidecar restarts a plugin that reports not ready, so a cloud outage
+    after start must not flip Probe.
+    """
+    from csi_disk.emulator.process import start_emulator, stop_emulator, wait_ready
+
+    port = free_port()
+    state = tmp_path / "ecs"
+    options = {"listen": f"127.0.0.1:{port}", "block_devices": "off", "latency_scale": 0.01}
+    # Start once to learn the instance ids (they live in the state dir), then stop.
+    process = start_emulator(state, **options)
+    info = wait_ready(state, process)
+    stop_emulator(process)
+    instance = info.instances[0]
+    env = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": info.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": info.access_key_secret,
+    }
+    args = [
+        "--mode", "all",
+        "--ecs-endpoint", info.ecs_endpoint,
+        "--metadata-endpoint", instance.metadata_endpoint,
+        "--device-root", instance.device_root,
+    ]  # fmt: skip
+    with running_daemon(tmp_path / "csi.sock", *args, env=env) as d:
+        assert d.probe() is False
+        process = start_emulator(state, **options)
+        try:
+            wait_ready(state, process)
+            d.wait_ready(timeout=60)
+            info_reply = d.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=10)
+            assert info_reply.node_id == instance.id
+        finally:
+            stop_emulator(process)
+        assert d.probe() is True
+        assert d.probe() is True
