@@ -121,6 +121,7 @@ def run(config: Config, build: Callable[[Config], Services] = build_services) ->
         version=__version__,
         serves_controller=config.serves_controller,
         readiness=readiness,
+        online_expansion=True,
     )
     csi_pb2_grpc.add_IdentityServicer_to_server(identity, server.grpc_server)
     slots: dict[str, Deferred] = {}

@@ -26,12 +26,12 @@ from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
 from csi_disk.errors import (
+    Aborted,
     AlreadyExists,
     DriverError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    Unimplemented,
 )
 from csi_disk.host import devices, filesystems, mounts
 from csi_disk.host.filesystems import Probe, VolumeStats
@@ -137,6 +137,9 @@ class Host:
 
     def device_size(self, device: Path) -> int:
         return devices.device_size_bytes(device)
+
+    def rescan(self, device: Path) -> None:
+        devices.rescan(device)
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             RPC.GET_VOLUME_STATS,
             RPC.VOLUME_CONDITION,
             RPC.SINGLE_NODE_MULTI_WRITER,
+            RPC.EXPAND_VOLUME,
         )
         return csi_pb2.NodeGetCapabilitiesResponse(
             capabilities=[csi_pb2.NodeServiceCapability(rpc=RPC(type=k)) for k in kinds]
@@ -590,6 +594,46 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeExpandVolume(
         self, request: csi_pb2.NodeExpandVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeExpandVolumeResponse:
-        # Growing a staged filesystem needs: find the device by serial, rescan it, then
-        # filesystems.grow on the staging (or, for block, nothing). Not offered yet.
-        raise Unimplemented("NodeExpandVolume is not supported yet")
+        """Let the kernel see the grown disk, then grow the filesystem online.
+
+        A device still at its old size means the cloud resize has not reached this
+        instance yet: ABORTED, so the kubelet retries instead of recording success.
+        """
+        disk_id = validate_volume_id(request.volume_id)
+        volume_path = validate_target_path(
+            request.volume_path, self.config.kubelet_dir, "volume_path"
+        )
+        staging = (
+            validate_target_path(
+                request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
+            )
+            if request.staging_target_path
+            else None
+        )
+        required = request.capacity_range.required_bytes
+        with self._locks.hold(disk_id):
+            device = self._host.find_device(disk_id)
+            if device is None:
+                raise NotFound(f"disk {disk_id} is not attached to this node")
+            self._host.rescan(device)
+            size = self._host.device_size(device)
+            if required and size < required:
+                raise Aborted(
+                    f"disk {disk_id} shows {size} bytes on {device}, not yet the "
+                    f"{required} requested; the resize has not reached the node"
+                )
+            if request.HasField("volume_capability"):
+                block = request.volume_capability.WhichOneof("access_type") == "block"
+            else:
+                block = self._host.device_number(volume_path) is not None
+            if block:
+                return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)
+            for mount_path in (staging, volume_path):
+                mounted = self._host.find_mount(mount_path) if mount_path else None
+                if mount_path is not None and mounted is not None:
+                    break
+            else:
+                raise NotFound(f"volume {disk_id} is not mounted at {volume_path}")
+            self._host.grow(device, mount_path, mounted.fstype)
+            log.info("disk %s: %s grown to fill %d bytes", disk_id, mounted.fstype, size)
+            return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)

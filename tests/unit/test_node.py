@@ -304,11 +304,13 @@ def test_capabilities_are_exactly_the_supported_ones(node: NodeService) -> None:
         RPC.GET_VOLUME_STATS,
         RPC.VOLUME_CONDITION,
         RPC.SINGLE_NODE_MULTI_WRITER,
+        RPC.EXPAND_VOLUME,
     }
 
 
-def test_expand_is_not_offered_yet(node: NodeService) -> None:
-    assert code_of(node.NodeExpandVolume, csi_pb2.NodeExpandVolumeRequest()) == "UNIMPLEMENTED"
+def test_expand_needs_a_volume_id(node: NodeService) -> None:
+    # Growth itself runs on real devices: tests/integration/features.
+    assert code_of(node.NodeExpandVolume, csi_pb2.NodeExpandVolumeRequest()) == "INVALID_ARGUMENT"
 
 
 # --- validation ----------------------------------------------------------------------------
