@@ -89,5 +89,6 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The SDK's own logging is where signed URLs and tokens would leak from.
-    for name in ("aliyunsdkcore", "aliyunsdkecs", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    for name in ("aliyunsdkcore", "aliyunsdkecs"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)

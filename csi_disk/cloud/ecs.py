@@ -84,8 +84,12 @@ _SCRUB_FILTER = ScrubFilter()
 
 
 def quiet_sdk_logging() -> None:
-    """SDK loggers at WARNING, each with the scrub filter (filters do not inherit)."""
-    logging.getLogger(SDK_LOGGER).setLevel(logging.WARNING)
+    """SDK loggers silenced below CRITICAL, each with the scrub filter (filters do not inherit).
+
+    The SDK logs an ERROR for every server error, including the ones we handle (Throttling,
+    an expired token); every failure reaches our own log once, scrubbed, where we handle it.
+    """
+    logging.getLogger(SDK_LOGGER).setLevel(logging.CRITICAL)
     names = [SDK_LOGGER] + [
         name for name in list(logging.root.manager.loggerDict) if name.startswith(SDK_LOGGER + ".")
     ]
