@@ -1,0 +1,203 @@
+"""What every benchmark shares: the report shape, percentiles, RSS, and the processes
+(the ECS emulator, ``csi-disk serve``) a benchmark runs against."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.emulator.process import EmulatorInfo, running_emulator
+
+READY_TIMEOUT = 60.0
+
+Cell = int | float | str
+
+
+@dataclass
+class Report:
+    """One benchmark's outcome: a table of measurements and the ratios that matter.
+
+    Ratios compare two things measured in the same run, so they mean the same on a laptop
+    and on a CI runner; the absolute numbers in ``rows`` only describe this machine.
+    """
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[dict[str, Cell]] = field(default_factory=list)
+    ratios: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON: a ratio over a zero baseline becomes null rather than ``Infinity``."""
+        data = asdict(self)
+        data["ratios"] = {k: (v if math.isfinite(v) else None) for k, v in self.ratios.items()}
+        return data
+
+    def render(self) -> str:
+        """A plain-text table, the ratios, and the notes."""
+        cells = [[_fmt(row.get(c, "")) for c in self.columns] for row in self.rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(self.columns)]
+        lines = [f"== {self.title} ({self.seconds:.1f}s)"]
+        lines.append("  ".join(c.rjust(w) for c, w in zip(self.columns, widths, strict=True)))
+        lines.append("  ".join("-" * w for w in widths))
+        for row in cells:
+            lines.append("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+        for key, value in self.ratios.items():
+            lines.append(f"ratio {key}: {value:.2f}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _fmt(value: Cell) -> str:
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``; infinite rather than an error when the baseline is 0."""
+    if denominator == 0:
+        return math.inf if numerator else 1.0
+    return numerator / denominator
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by linear interpolation; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"process {pid} reports no VmRSS")
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@contextmanager
+def emulator(state_dir: Path, latency_scale: float, seed: int) -> Iterator[EmulatorInfo]:
+    """The ECS emulator on loopback without block devices: the controller never needs one."""
+    with running_emulator(
+        state_dir,
+        listen="127.0.0.1:0",
+        latency_scale=latency_scale,
+        seed=seed,
+        block_devices="off",
+    ) as info:
+        yield info
+
+
+@dataclass
+class Daemon:
+    """A ``csi-disk serve`` process and a channel to its socket."""
+
+    process: subprocess.Popen[bytes]
+    channel: grpc.Channel
+    log_path: Path
+
+    @property
+    def identity(self) -> csi_pb2_grpc.IdentityStub:
+        return csi_pb2_grpc.IdentityStub(self.channel)
+
+    @property
+    def controller(self) -> csi_pb2_grpc.ControllerStub:
+        return csi_pb2_grpc.ControllerStub(self.channel)
+
+
+def ak_env(info: EmulatorInfo) -> dict[str, str]:
+    return {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": info.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": info.access_key_secret,
+    }
+
+
+def serve_args(info: EmulatorInfo, mode: str, directory: Path) -> list[str]:
+    """Flags for a daemon on the emulator; the node part plays the emulator's first instance."""
+    first = info.instances[0]
+    args = [
+        "--mode", mode,
+        "--attach-mode", "node",
+        "--ecs-endpoint", info.ecs_endpoint,
+        "--metadata-endpoint", first.metadata_endpoint,
+        "--region", info.region,
+        "--operation-timeout", "120",
+    ]  # fmt: skip
+    if mode in ("all", "node"):
+        kubelet = directory / "kubelet"
+        kubelet.mkdir(parents=True, exist_ok=True)
+        args += ["--device-root", first.device_root, "--kubelet-dir", str(kubelet)]
+    return args
+
+
+@contextmanager
+def serving(
+    directory: Path, name: str, args: Sequence[str], env: dict[str, str]
+) -> Iterator[Daemon]:
+    """Start ``csi-disk serve`` on a unix socket in ``directory``; yield once Probe is ready."""
+    directory.mkdir(parents=True, exist_ok=True)
+    socket_path = directory / f"{name}.sock"
+    log_path = directory / f"{name}.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+    full_env.update(env)
+    argv = [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{socket_path}"]
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [*argv, *args], stdout=log_file, stderr=subprocess.STDOUT, env=full_env
+        )
+    channel = grpc.insecure_channel(f"unix://{socket_path}")
+    try:
+        daemon = Daemon(process, channel, log_path)
+        _wait_ready(daemon)
+        yield daemon
+    finally:
+        channel.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(daemon: Daemon) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        if daemon.process.poll() is not None:
+            raise RuntimeError(f"csi-disk serve exited; see {daemon.log_path}")
+        try:
+            if daemon.identity.Probe(csi_pb2.ProbeRequest(), timeout=2).ready.value:
+                return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"csi-disk serve not ready after {READY_TIMEOUT:.0f}s")
+        time.sleep(0.05)
