@@ -33,6 +33,7 @@ from csi_disk.errors import (
     InvalidArgument,
     NotFound,
 )
+from csi_disk.failpoints import failpoint
 from csi_disk.host import devices, filesystems, mounts
 from csi_disk.host.filesystems import Probe, VolumeStats
 from csi_disk.host.mounts import Mount
@@ -355,6 +356,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         """Attach (node attach mode) and find the disk's device, checked by its serial."""
         if self._attacher is not None:
             self._attacher.attach(disk_id, self.instance_id)
+            failpoint("stage:after-attach")
             device = self._host.wait_for_device(disk_id, self._device_timeout)
         else:
             device = self._host.find_device(disk_id)
@@ -395,6 +397,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if found.is_blank:
             log.info("disk %s (%s) is blank: creating %s", disk_id, device, fstype)
             self._host.format(device, fstype, mkfs_options)
+            failpoint("stage:after-format")
             fresh = True
         else:
             fstype = self._existing_fstype(disk_id, found, wanted.fstype)
@@ -404,8 +407,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if fstype == "xfs" and "nouuid" not in options:
             options.append("nouuid")  # clones of one snapshot share a UUID
         self._host.mount(device, staging, fstype, options)
+        failpoint("stage:after-mount")
         log.info("disk %s staged: %s on %s (%s)", disk_id, device, staging, fstype)
         if not fresh and "ro" not in options:
+            failpoint("stage:before-grow")
             try:
                 self._host.grow(device, staging, fstype)
             except DriverError as err:  # the volume is usable; expansion can retry growing
@@ -456,6 +461,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 self._host.unmount(staging)
                 if self._host.find_mount(staging) is not None:
                     raise FailedPrecondition(f"{staging} is still mounted after unmounting it")
+                failpoint("unstage:after-unmount")
             _remove_if_empty(staging)
             if self._attacher is not None:
                 device = self._host.find_device(disk_id)
@@ -466,6 +472,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                         raise FailedPrecondition(
                             f"disk {disk_id} is still mounted at {where}; not detaching it"
                         )
+                failpoint("unstage:before-detach")
                 self._attacher.detach(disk_id, self.instance_id)
         return csi_pb2.NodeUnstageVolumeResponse()
 
@@ -511,7 +518,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if target.exists() and not target.is_dir():
             raise FailedPrecondition(f"target_path {target} exists and is not a directory")
         target.mkdir(parents=True, exist_ok=True)
+        failpoint("publish:after-mkdir")
         self._host.bind_mount(staging, target, read_only, flags)
+        failpoint("publish:after-bind")
         log.info("disk %s published at %s%s", disk_id, target, " (read-only)" if read_only else "")
 
     def _publish_block(self, disk_id: str, target: Path, read_only: bool) -> None:
