@@ -387,6 +387,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         existing = self._host.find_mount(staging)
         if existing is not None:
             self._check_staged(disk_id, device, staging, existing, wanted)
+            if not existing.read_only:
+                # A plugin killed between mounting and growing leaves a mounted filesystem
+                # smaller than its disk; growing is a no-op when it already fills it.
+                self._grow_staged(disk_id, device, staging, existing.fstype)
             return
         if staging.exists() and not staging.is_dir():
             raise FailedPrecondition(f"staging_target_path {staging} exists and is not a directory")
@@ -411,10 +415,14 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         log.info("disk %s staged: %s on %s (%s)", disk_id, device, staging, fstype)
         if not fresh and "ro" not in options:
             failpoint("stage:before-grow")
-            try:
-                self._host.grow(device, staging, fstype)
-            except DriverError as err:  # the volume is usable; expansion can retry growing
-                log.warning("could not grow %s on disk %s: %s", fstype, disk_id, err.message)
+            self._grow_staged(disk_id, device, staging, fstype)
+
+    def _grow_staged(self, disk_id: str, device: Path, staging: Path, fstype: str) -> None:
+        """Grow a staged filesystem to its disk (resized while detached); never fatal."""
+        try:
+            self._host.grow(device, staging, fstype)
+        except DriverError as err:  # the volume is usable; expansion can retry growing
+            log.warning("could not grow %s on disk %s: %s", fstype, disk_id, err.message)
 
     @staticmethod
     def _existing_fstype(disk_id: str, found: Probe, wanted: str) -> str:
