@@ -106,8 +106,11 @@ class Host:
     def fsck(self, device: Path, fstype: str) -> None:
         filesystems.fsck(device, fstype)
 
-    def grow(self, device: Path, mount_path: Path, fstype: str) -> None:
+    def grow(self, device: Path, mount_path: Path | None, fstype: str) -> None:
         filesystems.grow(device, mount_path, fstype)
+
+    def ext_size(self, device: Path) -> int:
+        return filesystems.ext_size_bytes(device)
 
     def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
         mounts.mount(device, target, fstype, options)
@@ -407,6 +410,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             fstype = self._existing_fstype(disk_id, found, wanted.fstype)
         if not fresh:
             self._host.fsck(device, fstype)
+            if fstype in ("ext3", "ext4") and "ro" not in wanted.flags:
+                self._grow_unmounted_ext(disk_id, device, fstype)
         options = list(wanted.flags)
         if fstype == "xfs" and "nouuid" not in options:
             options.append("nouuid")  # clones of one snapshot share a UUID
@@ -416,6 +421,18 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if not fresh and "ro" not in options:
             failpoint("stage:before-grow")
             self._grow_staged(disk_id, device, staging, fstype)
+
+    def _grow_unmounted_ext(self, disk_id: str, device: Path, fstype: str) -> None:
+        """Grow an ext filesystem smaller than its disk (restored or resized while detached)
+        before mounting: offline growth needs no capability beyond the device, and the
+        check ``resize2fs`` demands first runs on a filesystem nobody is using."""
+        try:
+            if self._host.ext_size(device) >= self._host.device_size(device):
+                return
+            log.info("disk %s: growing %s to its disk before mounting", disk_id, fstype)
+            self._host.grow(device, None, fstype)
+        except DriverError as err:  # the volume is usable; a later stage or expand retries
+            log.warning("could not grow %s on disk %s: %s", fstype, disk_id, err.message)
 
     def _grow_staged(self, disk_id: str, device: Path, staging: Path, fstype: str) -> None:
         """Grow a staged filesystem to its disk (resized while detached); never fatal."""

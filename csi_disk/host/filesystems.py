@@ -315,6 +315,24 @@ def grow(
         raise
 
 
+def ext_size_bytes(device: Path | str, *, timeout: float = FSCK_TIMEOUT) -> int:
+    """The size an ext2/3/4 filesystem spans, read from its superblock (``dumpe2fs -h``).
+
+    Staging compares it with the device to grow a filesystem while it is still unmounted,
+    which needs no more than the device itself (online growth needs CAP_SYS_RESOURCE).
+    """
+    out = run(["dumpe2fs", "-h", os.fspath(device)], timeout=timeout).stdout
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in out.splitlines())
+        if value
+    )
+    try:
+        return int(fields["Block count"]) * int(fields["Block size"])
+    except (KeyError, ValueError) as exc:
+        raise FailedPrecondition(f"cannot read the ext superblock of {device}") from exc
+
+
 @dataclass(frozen=True)
 class VolumeStats:
     """Usage of a mounted volume (or only the size, for a raw block volume)."""

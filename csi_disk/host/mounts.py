@@ -140,22 +140,22 @@ def bind_mount(
     *,
     timeout: float = MOUNT_TIMEOUT,
 ) -> None:
-    """Bind ``source`` onto ``target``.
+    """Bind ``source`` onto ``target``, read-only and with ``options`` when asked.
 
-    A bind mount ignores ``ro`` and most flags on the first call, so they are applied
-    with a second, remount call; if that fails the bind is undone rather than left
-    writable.
+    The kernel ignores ``ro`` and most flags on the bind itself; mount(8) applies them
+    with a remount right after, inside the same mount(8) process, so a plugin killed
+    mid-call never leaves a writable bind where a read-only one was asked for. If the
+    flags did not take, the bind is undone rather than left writable.
     """
-    run(["mount", "--bind", os.fspath(source), os.fspath(target)], timeout=timeout)
     extra = [o for o in options if o not in ("ro", "rw", "bind", "remount")]
-    if not read_only and not extra:
-        return
-    flags = ["remount", "bind", "ro" if read_only else "rw", *extra]
-    try:
-        run(["mount", "-o", ",".join(flags), os.fspath(target)], timeout=timeout)
-    except Exception:
-        unmount(target, timeout=timeout)
-        raise
+    flags = ["ro" if read_only else "rw", *extra]
+    argv = ["mount", "--bind", "-o", ",".join(flags), os.fspath(source), os.fspath(target)]
+    run(argv, timeout=timeout)
+    if read_only:
+        placed = find_mount(target)
+        if placed is None or not placed.read_only:
+            unmount(target, timeout=timeout)
+            raise FailedPrecondition(f"could not make the bind mount at {target} read-only")
 
 
 _NOT_MOUNTED = ("not mounted", "no mount point specified", "no such file or directory")

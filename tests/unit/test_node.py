@@ -44,6 +44,8 @@ class FakeHost:
         self.formatted: list[tuple[str, str, tuple[str, ...]]] = []
         self.fscked: list[str] = []
         self.grown: list[str] = []
+        self.grown_offline: list[bool] = []
+        self.ext_sizes: dict[str, int] = {}  # ext filesystems smaller than their device
         self.mount_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.format_gate: threading.Event | None = None
         self.format_started = threading.Event()
@@ -103,8 +105,13 @@ class FakeHost:
     def fsck(self, device: Path, fstype: str) -> None:
         self.fscked.append(str(device))
 
-    def grow(self, device: Path, mount_path: Path, fstype: str) -> None:
+    def grow(self, device: Path, mount_path: Path | None, fstype: str) -> None:
         self.grown.append(str(device))
+        self.grown_offline.append(mount_path is None)
+        self.ext_sizes.pop(str(device), None)  # it now fills the device
+
+    def ext_size(self, device: Path) -> int:
+        return self.ext_sizes.get(str(device), self.device_size(device))
 
     def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
         self.mount_calls.append((str(device), str(target), fstype, tuple(options)))
@@ -438,6 +445,20 @@ def test_existing_filesystem_is_checked_mounted_and_grown_not_formatted(
     assert host.formatted == []
     assert host.fscked == [device]
     assert host.grown == [device]
+
+
+def test_ext_smaller_than_its_disk_grows_before_mounting(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    """A restored or offline-resized disk: grown unmounted, needing no CAP_SYS_RESOURCE."""
+    disk = cloud.add_disk()
+    device = str(host.device_path(disk.id))
+    host.contents[device] = Probe(type="ext4", usage="filesystem")
+    host.ext_sizes[device] = 10 << 30
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s"), None)
+    assert host.formatted == []
+    assert host.grown_offline[0] is True
+    assert host.mount_calls, "mounted after growing"
 
 
 def test_xfs_is_mounted_with_nouuid(

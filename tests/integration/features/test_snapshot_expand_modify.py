@@ -205,6 +205,41 @@ def test_ext4_online_expansion(
         unstage(node, vol.volume_id, staging)
 
 
+def test_ext4_resized_while_detached_grows_at_the_next_stage(
+    ctl: ControllerService,
+    make_node: MakeNode,
+    kubelet: Path,
+    volumes: list[str],
+    node_emulator: EmulatorInfo,
+) -> None:
+    """Offline expansion: the filesystem is grown before it is mounted again, which needs
+    no capability beyond the device (unlike online ext4 growth)."""
+    inst = node_emulator.instances[0]
+    node = make_node(inst)
+    vol = create(ctl, "ext4", 1, inst.zone)
+    volumes.append(vol.volume_id)
+    staging = kubelet / "ext4-offline"
+    stage(node, vol.volume_id, staging, "ext4")
+    (staging / "kept").write_text("still here\n")
+    os.sync()
+    small = fs_bytes(staging)
+    unstage(node, vol.volume_id, staging)
+    reply = ctl.ControllerExpandVolume(
+        csi_pb2.ControllerExpandVolumeRequest(
+            volume_id=vol.volume_id,
+            capacity_range=csi_pb2.CapacityRange(required_bytes=2 * GIB),
+            volume_capability=mount_cap("ext4"),
+        )
+    )
+    assert reply.capacity_bytes == 2 * GIB
+    stage(node, vol.volume_id, staging, "ext4")
+    try:
+        assert (staging / "kept").read_text() == "still here\n"
+        assert fs_bytes(staging) > small + GIB // 2
+    finally:
+        unstage(node, vol.volume_id, staging)
+
+
 def _has_cap_sys_resource() -> bool:
     for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
         if line.startswith("CapEff:"):
