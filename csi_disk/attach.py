@@ -1,127 +1,104 @@
-"""Attaching and detaching disks by ECS's rules, shared by both attach modes.
+"""Attaching and detaching disks by ECS's rules: the one implementation for both attach modes.
 
-ControllerPublish (controller attach mode) and NodeStage (node attach mode) must decide
-alike: a disk held by a live instance is not stolen (its unflushed writes would be lost),
-a disk is only attached within its own zone, and each instance gets at most one attach and
-one detach in flight, because ECS refuses more on instances without the concurrency
-feature. Every decision starts from a fresh DescribeDisks, so a restarted plugin converges.
+ControllerPublish/Unpublish and DeleteVolume (controller) and NodeStage/Unstage (node attach
+mode) must decide alike: a disk held by a live instance is not stolen (its unflushed writes
+would be lost), a disk is only attached within its own zone, and each instance gets at most
+one attach and one detach in flight, detaches first, because ECS refuses more on instances
+without the concurrency feature. Every decision starts from a fresh DescribeDisks and every
+wait goes through the shared waiter, so a restarted plugin converges without a private poll.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import Protocol
 
-from csi_disk.cloud.port import ATTACHING, DETACHING, IN_USE, RUNNING, Cloud, Disk
-from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.config import Config
-from csi_disk.errors import (
-    Aborted,
-    DeadlineExceeded,
-    DriverError,
-    FailedPrecondition,
-    NotFound,
+from csi_disk.cloud.port import (
+    ATTACHING,
+    CREATING,
+    DETACHING,
+    IN_USE,
+    REINITING,
+    RUNNING,
+    Cloud,
+    Disk,
 )
+from csi_disk.config import Config
+from csi_disk.errors import Aborted, DeadlineExceeded, DriverError, FailedPrecondition, NotFound
+from csi_disk.locks import InstanceSlots
 
 log = logging.getLogger(__name__)
 
+# Statuses a disk passes through on its own; deciding on them would race ECS.
+TRANSITIONAL = frozenset({CREATING, ATTACHING, DETACHING, REINITING})
 
-class _InstanceSlots:
-    """One attach and one detach in flight per instance; queued detaches go first.
 
-    Detaches free capacity (an instance holds a bounded number of disks), so an attach
-    waits while any detach is queued for the same instance.
-    """
+class Waiter(Protocol):
+    """The shared disk waiter (``csi_disk.cloud.waiter.DiskWaiter``)."""
 
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.attaching = False
-        self.detaching = False
-        self.detaches_waiting = 0
+    def wait(
+        self, disk_id: str, until: Callable[[Disk | None], bool], timeout: float
+    ) -> Disk | None: ...
 
-    @contextmanager
-    def attach(self, instance_id: str, timeout: float) -> Iterator[None]:
-        with self.cond:
-            free = self.cond.wait_for(
-                lambda: not self.attaching and self.detaches_waiting == 0, timeout
-            )
-            if not free:
-                raise Aborted(f"instance {instance_id} is busy with other attachments; retry")
-            self.attaching = True
-        try:
-            yield
-        finally:
-            with self.cond:
-                self.attaching = False
-                self.cond.notify_all()
 
-    @contextmanager
-    def detach(self, instance_id: str, timeout: float) -> Iterator[None]:
-        with self.cond:
-            self.detaches_waiting += 1
-            try:
-                free = self.cond.wait_for(lambda: not self.detaching, timeout)
-            finally:
-                self.detaches_waiting -= 1
-            if not free:
-                self.cond.notify_all()
-                raise Aborted(f"instance {instance_id} is busy with other detachments; retry")
-            self.detaching = True
-        try:
-            yield
-        finally:
-            with self.cond:
-                self.detaching = False
-                self.cond.notify_all()
+def settle(waiter: Waiter, disk: Disk, timeout: float) -> Disk | None:
+    """Wait until ``disk`` leaves a transitional status; None once it is gone."""
+    if disk.status not in TRANSITIONAL:
+        return disk
+    return waiter.wait(disk.id, lambda d: d is None or d.status not in TRANSITIONAL, timeout)
 
 
 class Attacher:
     """Attach/detach one disk to/from one instance and wait until ECS has finished."""
 
-    def __init__(self, cloud: Cloud, waiter: DiskWaiter, config: Config) -> None:
+    def __init__(self, cloud: Cloud, waiter: Waiter, config: Config) -> None:
         self._cloud = cloud
         self._waiter = waiter
         self._timeout = config.operation_timeout
         self._allow_takeover = config.allow_takeover
-        self._slots: dict[str, _InstanceSlots] = {}
-        self._slots_lock = threading.Lock()
-
-    def _slots_of(self, instance_id: str) -> _InstanceSlots:
-        with self._slots_lock:
-            return self._slots.setdefault(instance_id, _InstanceSlots())
+        self.slots = InstanceSlots()
 
     def _describe(self, disk_id: str) -> Disk | None:
         found = [d for d in self._cloud.describe_disks([disk_id]) if d.id == disk_id]
         return found[0] if found else None
 
+    def _wait(self, disk_id: str, until: Callable[[Disk | None], bool]) -> Disk | None:
+        return self._waiter.wait(disk_id, until, self._timeout)
+
     # --- attach -------------------------------------------------------------------------
 
-    def attach(self, disk_id: str, instance_id: str) -> Disk:
-        """Attach ``disk_id`` to ``instance_id``; OK at once when it is already there."""
-        disk = self._describe(disk_id)
+    def attach(self, disk_id: str, instance_id: str, *, known: Disk | None = None) -> Disk:
+        """Attach ``disk_id`` to ``instance_id`` and return it In_use; OK when already there.
+
+        ``known`` is the disk as the caller just described it, which saves a DescribeDisks.
+        """
+        disk = known if known is not None else self._describe(disk_id)
         if disk is None:
             raise NotFound(f"disk {disk_id} does not exist")
         instance = self._cloud.describe_instance(instance_id)
         if instance is None:
-            raise NotFound(f"instance {instance_id} does not exist")
+            raise NotFound(f"node {instance_id} is not an ECS instance in this region")
         if disk.zone != instance.zone:
             raise FailedPrecondition(
                 f"disk {disk_id} is in zone {disk.zone} but instance {instance_id} is in "
                 f"{instance.zone}: a disk attaches only within its zone"
             )
-        if disk.attached_to(instance_id):
-            if disk.status == ATTACHING:
-                return self._wait_attached(disk_id, instance_id)
-            if disk.status != DETACHING:
-                return disk
-            disk = self._wait_settled(disk_id)
-        if not disk.multi_attach:
-            for other in disk.attachments:
-                if other != instance_id:
-                    self._release_from(disk_id, other, wanted_by=instance_id)
-        with self._slots_of(instance_id).attach(instance_id, self._timeout):
+        if disk.attached_to(instance_id) and disk.status == ATTACHING:
+            return self._wait_attached(disk_id, instance_id)
+        settled = settle(self._waiter, disk, self._timeout)
+        if settled is None:
+            raise NotFound(f"disk {disk_id} does not exist")
+        if settled.attached_to(instance_id):
+            return settled
+        if not settled.multi_attach:
+            self.release(
+                settled,
+                keep=instance_id,
+                force=self._allow_takeover,
+                purpose=f"using it on {instance_id}",
+            )
+        with self.slots.attach(instance_id, self._timeout):
             current = self._describe(disk_id)
             if current is None:
                 raise NotFound(f"disk {disk_id} does not exist")
@@ -132,70 +109,96 @@ class Attacher:
                 try:
                     self._cloud.attach_disk(disk_id, instance_id)
                 except DriverError:
+                    # A lost reply to an attach that did happen is not a failure.
                     again = self._describe(disk_id)
                     if again is None or not again.attached_to(instance_id):
                         raise
             return self._wait_attached(disk_id, instance_id)
-
-    def _release_from(self, disk_id: str, holder: str, wanted_by: str) -> None:
-        """Detach ``disk_id`` from another instance, but only when that one is not Running."""
-        instance = self._cloud.describe_instance(holder)
-        if instance is not None and instance.status == RUNNING and not self._allow_takeover:
-            raise FailedPrecondition(
-                f"disk {disk_id} is attached to instance {holder}, which is Running; "
-                f"detach it there before using it on {wanted_by}"
-            )
-        log.warning(
-            "disk %s is still attached to instance %s (%s): detaching it for %s",
-            disk_id,
-            holder,
-            instance.status if instance else "gone",
-            wanted_by,
-        )
-        self.detach(disk_id, holder)
-
-    def _wait_settled(self, disk_id: str) -> Disk:
-        """Wait for a Detaching disk to finish, so the next decision sees a stable state."""
-        disk = self._waiter.wait(
-            disk_id, lambda d: d is None or d.status != DETACHING, self._timeout
-        )
-        if disk is None:
-            raise NotFound(f"disk {disk_id} does not exist")
-        return disk
 
     def _wait_attached(self, disk_id: str, instance_id: str) -> Disk:
         def attached(d: Disk | None) -> bool:
             return d is None or (d.attached_to(instance_id) and d.status == IN_USE)
 
         try:
-            disk = self._waiter.wait(disk_id, attached, self._timeout)
+            disk = self._wait(disk_id, attached)
         except DeadlineExceeded as err:
-            # A disk stuck Attaching holds the instance's only attach slot; give it back
-            # and let the caller retry from a clean state.
-            log.warning("disk %s stuck attaching to %s: detaching it", disk_id, instance_id)
-            try:
-                self._cloud.detach_disk(disk_id, instance_id)
-            except DriverError as detach_err:
-                log.warning("detaching stuck disk %s failed: %s", disk_id, detach_err)
-            raise Aborted(f"{err.message}; the attach was undone, retry") from err
+            disk = self._undo_stuck_attach(disk_id, instance_id, err)
         if disk is None:
             raise NotFound(f"disk {disk_id} was deleted while attaching")
         return disk
 
+    def _undo_stuck_attach(
+        self, disk_id: str, instance_id: str, err: DeadlineExceeded
+    ) -> Disk | None:
+        """Give back the instance's attach slot that a disk stuck Attaching holds.
+
+        Returns the disk when it did finish right at the bound; otherwise raises Aborted
+        once the attach is undone, so the caller's retry starts from a clean state.
+        """
+        try:
+            disk = self._describe(disk_id)
+        except DriverError as describe_err:
+            log.warning(
+                "could not look at disk %s after its attach timed out: %s", disk_id, describe_err
+            )
+            raise err from None
+        if disk is None:
+            return None
+        if disk.attached_to(instance_id) and disk.status == IN_USE:
+            return disk
+        if not disk.attached_to(instance_id):
+            raise err
+        log.warning("disk %s stuck attaching to %s: detaching it", disk_id, instance_id)
+        try:
+            self._cloud.detach_disk(disk_id, instance_id)
+        except DriverError as detach_err:
+            log.warning("detaching stuck disk %s failed: %s", disk_id, detach_err)
+            raise err from None
+        raise Aborted(f"{err.message}; the attach was undone, retry") from err
+
     # --- detach -------------------------------------------------------------------------
 
+    def release(self, disk: Disk, *, keep: str = "", force: bool, purpose: str) -> None:
+        """Detach ``disk`` from every holder but ``keep`` before ``purpose``.
+
+        A Running holder may still have unflushed writes: unless ``force``, it is refused
+        with FailedPrecondition before anything is detached, so a refusal changes nothing.
+        """
+        holders = [h for h in disk.attachments if h != keep]
+        states: dict[str, str] = {}
+        for holder in holders:
+            instance = self._cloud.describe_instance(holder)
+            if instance is not None and instance.status == RUNNING and not force:
+                raise FailedPrecondition(
+                    f"disk {disk.id} is attached to instance {holder}, which is Running; "
+                    f"detach it there before {purpose} (a running instance may still hold "
+                    "unflushed writes)"
+                )
+            states[holder] = instance.status if instance is not None else "gone"
+        for holder in holders:
+            log.warning(
+                "disk %s is still attached to instance %s (%s): detaching it before %s",
+                disk.id,
+                holder,
+                states[holder],
+                purpose,
+            )
+            self.detach(disk.id, holder)
+
     def detach(self, disk_id: str, instance_id: str) -> None:
-        """Detach ``disk_id`` from ``instance_id``; OK when it is gone or not attached there."""
+        """Detach ``disk_id`` from ``instance_id``; OK when it is gone or not attached there.
+
+        Returns once the disk no longer lists the instance and is not Detaching, so a
+        DeleteVolume or an attach elsewhere that follows finds it settled.
+        """
         disk = self._describe(disk_id)
         if disk is None or not disk.attached_to(instance_id):
             return
-        with self._slots_of(instance_id).detach(instance_id, self._timeout):
+        with self.slots.detach(instance_id, self._timeout):
             if disk.status == ATTACHING:
-                disk = self._waiter.wait(
-                    disk_id, lambda d: d is None or d.status != ATTACHING, self._timeout
-                )
-            if disk is None or not disk.attached_to(instance_id):
-                return
+                disk = self._wait(disk_id, lambda d: d is None or d.status != ATTACHING)
+                if disk is None or not disk.attached_to(instance_id):
+                    return
             if disk.status != DETACHING:
                 log.info("detaching disk %s from instance %s", disk_id, instance_id)
                 try:
@@ -203,12 +206,15 @@ class Attacher:
                 except NotFound:
                     return
                 except DriverError:
+                    # Someone else detached it meanwhile, or is detaching it: just wait.
                     again = self._describe(disk_id)
-                    still = again is not None and again.attached_to(instance_id)
-                    if still and again is not None and again.status != DETACHING:
+                    if (
+                        again is not None
+                        and again.attached_to(instance_id)
+                        and again.status != DETACHING
+                    ):
                         raise
-            self._waiter.wait(
+            self._wait(
                 disk_id,
-                lambda d: d is None or not d.attached_to(instance_id),
-                self._timeout,
+                lambda d: d is None or (not d.attached_to(instance_id) and d.status != DETACHING),
             )

@@ -2,7 +2,9 @@
 
 Handlers validate, take an in-flight lock, call the cloud port and shape the reply. They
 raise ``csi_disk.errors`` classes; the server maps them to gRPC codes. Waiting for a
-disk state always goes through the shared waiter, never a private polling loop.
+disk state always goes through the shared waiter, never a private polling loop. Attach and
+detach (Publish, Unpublish, detach-before-delete) go through ``csi_disk.attach.Attacher``, the
+same rules node attach mode uses.
 
 Snapshots, expansion and modification are added as mixins in front of ``ControllerCore``
 in ``ControllerService``'s bases; a mixin advertises its capabilities by extending
@@ -18,9 +20,10 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from csi_disk import categories, parameters, topology
+from csi_disk.attach import Attacher, Waiter, settle
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.cloud.errors import EcsError, is_unsupported_here
@@ -30,9 +33,6 @@ from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
-    DeadlineExceeded,
-    DriverError,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     OutOfRange,
@@ -41,7 +41,7 @@ from csi_disk.errors import (
 )
 from csi_disk.expansion import ExpansionMixin
 from csi_disk.host.paths import validate_volume_id
-from csi_disk.locks import InFlight, InstanceSlots
+from csi_disk.locks import InFlight
 from csi_disk.modification import ModificationMixin
 from csi_disk.parameters import VolumeParameters
 from csi_disk.snapshots import SnapshotsMixin
@@ -74,14 +74,6 @@ MULTI_NODE_MODES = frozenset(
     }
 )
 FS_TYPES = ("ext4", "ext3", "xfs")
-
-
-class Waiter(Protocol):
-    """The shared disk waiter (``csi_disk.cloud.waiter.DiskWaiter``)."""
-
-    def wait(
-        self, disk_id: str, until: Callable[[Disk | None], bool], timeout: float
-    ) -> Disk | None: ...
 
 
 def check_capability(cap: csi_pb2.VolumeCapability, *, multi_attach: bool) -> None:
@@ -130,7 +122,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         self.default_zone = default_zone
         self.name_locks = InFlight()
         self.volume_locks = InFlight()
-        self.instance_slots = InstanceSlots()
+        self.attacher = Attacher(cloud, waiter, config)
         self.known = KnownVolumes(KNOWN_NAMES)
 
     # --- helpers shared with mixins --------------------------------------------------------
@@ -158,15 +150,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
 
     def settle(self, disk: Disk) -> Disk | None:
         """Wait until the disk leaves a transitional status; None once it is gone."""
-        if disk.status not in (port.CREATING, port.ATTACHING, port.DETACHING, port.REINITING):
-            return disk
-        return self.wait_for(
-            disk.id,
-            lambda d: (
-                d is None
-                or d.status not in (port.CREATING, port.ATTACHING, port.DETACHING, port.REINITING)
-            ),
-        )
+        return settle(self.waiter, disk, self.timeout)
 
     def capability_types(self) -> list[int]:
         caps = [
@@ -433,72 +417,15 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 disk = self.settle(disk)
             if disk is None:
                 return csi_pb2.DeleteVolumeResponse()
-            for instance_id in disk.attachments:
-                inst = self.cloud.describe_instance(instance_id)
-                if (
-                    inst is not None
-                    and inst.status == port.RUNNING
-                    and not self.config.detach_before_delete
-                ):
-                    raise FailedPrecondition(
-                        f"volume {volume_id} is attached to running instance {instance_id}"
-                    )
-                self._detach(volume_id, instance_id)
+            self.attacher.release(
+                disk, force=self.config.detach_before_delete, purpose="deleting it"
+            )
             with contextlib.suppress(NotFound):
                 self.cloud.delete_disk(volume_id)
             log.info("DeleteVolume: disk %s deleted", volume_id)
             return csi_pb2.DeleteVolumeResponse()
 
     # --- attach and detach -----------------------------------------------------------------
-
-    def _detach(self, disk_id: str, instance_id: str) -> None:
-        """Detach and wait until the disk no longer lists the instance."""
-        with self.instance_slots.detach(instance_id, self.timeout):
-            disk = self.describe(disk_id)
-            if disk is None or not disk.attached_to(instance_id):
-                return
-            if disk.status == port.DETACHING:
-                pass  # someone started it already: just wait
-            else:
-                try:
-                    self.cloud.detach_disk(disk_id, instance_id)
-                except NotFound:
-                    return
-            self.wait_for(
-                disk_id,
-                lambda d: (
-                    d is None or (not d.attached_to(instance_id) and d.status != port.DETACHING)
-                ),
-            )
-
-    def _attach(self, disk: Disk, instance_id: str) -> Disk:
-        with self.instance_slots.attach(instance_id, self.timeout):
-            current = self.describe(disk.id)
-            if current is None:
-                raise NotFound(f"volume {disk.id} does not exist")
-            if not current.attached_to(instance_id):
-                self.cloud.attach_disk(disk.id, instance_id)
-            try:
-                done = self.wait_for(
-                    disk.id,
-                    lambda d: d is None or (d.attached_to(instance_id) and d.status == port.IN_USE),
-                )
-            except DeadlineExceeded:
-                self._abandon_attach(disk.id, instance_id)
-                raise
-            if done is None:
-                raise NotFound(f"volume {disk.id} disappeared while attaching")
-            return done
-
-    def _abandon_attach(self, disk_id: str, instance_id: str) -> None:
-        """Undo an attach stuck in Attaching, so a retry starts from a clean state."""
-        log.warning("attach of %s to %s did not finish; detaching it", disk_id, instance_id)
-        try:
-            disk = self.describe(disk_id)
-            if disk is not None and disk.attached_to(instance_id):
-                self.cloud.detach_disk(disk_id, instance_id)
-        except DriverError as err:
-            log.warning("could not abandon attach of %s to %s: %s", disk_id, instance_id, err)
 
     def ControllerPublishVolume(
         self, request: csi_pb2.ControllerPublishVolumeRequest, context: Any = None
@@ -514,36 +441,9 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         with self.volume_locks.hold(volume_id):
             disk = self.require_disk(volume_id)
             check_capability(request.volume_capability, multi_attach=disk.multi_attach)
-            inst = self.cloud.describe_instance(node_id)
-            if inst is None:
-                raise NotFound(f"node {node_id} is not an instance in this region")
-            if inst.zone != disk.zone:
-                raise FailedPrecondition(
-                    f"volume {volume_id} is in {disk.zone}, node {node_id} in {inst.zone}"
-                )
-            settled = self.settle(disk)
-            if settled is None:
-                raise NotFound(f"volume {volume_id} does not exist")
-            disk = settled
-            if disk.attached_to(node_id) and disk.status == port.IN_USE:
-                return self._published(disk)
-            if not disk.multi_attach:
-                for other in disk.attachments:
-                    if other != node_id:
-                        self._take_over(volume_id, other)
-            disk = self._attach(disk, node_id)
+            disk = self.attacher.attach(volume_id, node_id, known=disk)
             log.info("ControllerPublishVolume: %s attached to %s", volume_id, node_id)
             return self._published(disk)
-
-    def _take_over(self, volume_id: str, holder: str) -> None:
-        inst = self.cloud.describe_instance(holder)
-        if inst is not None and inst.status == port.RUNNING and not self.config.allow_takeover:
-            raise FailedPrecondition(
-                f"volume {volume_id} is attached to running instance {holder}; detach it there "
-                "first (a running instance may still hold unflushed writes)"
-            )
-        log.warning("volume %s: taking over from instance %s", volume_id, holder)
-        self._detach(volume_id, holder)
 
     @staticmethod
     def _published(disk: Disk) -> csi_pb2.ControllerPublishVolumeResponse:
@@ -558,13 +458,12 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             raise Unimplemented("detach happens on the node (--attach-mode node)")
         volume_id = validate_volume_id(request.volume_id)
         with self.volume_locks.hold(volume_id):
-            disk = self.describe(volume_id)
-            if disk is None:
-                return csi_pb2.ControllerUnpublishVolumeResponse()
-            targets = [request.node_id] if request.node_id else list(disk.attachments)
-            for instance_id in targets:
-                if disk.attached_to(instance_id):
-                    self._detach(volume_id, instance_id)
+            if request.node_id:
+                self.attacher.detach(volume_id, request.node_id)
+            else:  # the spec's "from every node it is published to"
+                disk = self.describe(volume_id)
+                for instance_id in disk.attachments if disk is not None else ():
+                    self.attacher.detach(volume_id, instance_id)
             return csi_pb2.ControllerUnpublishVolumeResponse()
 
     # --- queries ---------------------------------------------------------------------------

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from csi_disk.attach import Attacher
 from csi_disk.cloud import port
+from csi_disk.cloud.port import Disk, DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
-from csi_disk.errors import Aborted, FailedPrecondition, NotFound
-from tests.fakes import InMemoryCloud
+from csi_disk.errors import Aborted, DeadlineExceeded, FailedPrecondition, NotFound
+from tests.fakes import InMemoryCloud, ecs_error
 
 ZONE = "cn-hangzhou-h"
 OTHER_ZONE = "cn-hangzhou-i"
@@ -111,6 +112,77 @@ def test_stuck_attach_is_undone_and_aborted(cloud: InMemoryCloud, waiter: DiskWa
         make(cloud, waiter, operation_timeout=0.3).attach(disk.id, "i-here")
     assert cloud.calls["detach_disk"] == 1
     assert not cloud.disk(disk.id).attached_to("i-here")
+
+
+def test_stuck_attach_that_finished_at_the_bound_is_kept(cloud: InMemoryCloud) -> None:
+    # The wait gave up just as ECS finished: undoing a good attach would only cost a retry.
+    class LateWaiter:
+        def wait(
+            self, disk_id: str, until: Callable[[Disk | None], bool], timeout: float
+        ) -> Disk | None:
+            raise DeadlineExceeded(f"disk {disk_id}: still Attaching after {timeout:g}s")
+
+    disk = cloud.add_disk()
+    got = Attacher(cloud, LateWaiter(), Config(operation_timeout=0.1)).attach(disk.id, "i-here")
+    assert got.status == port.IN_USE and got.attached_to("i-here")
+    assert cloud.calls["detach_disk"] == 0
+
+
+def test_attach_waits_out_a_disk_still_creating(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
+    cloud.latency = 3
+    disk_id = cloud.create_disk(
+        DiskRequest(zone=ZONE, category="cloud_essd", size_gib=20, client_token="")
+    )
+    assert cloud.disk(disk_id).status == port.CREATING
+    got = make(cloud, waiter).attach(disk_id, "i-here")
+    assert got.status == port.IN_USE
+    assert cloud.calls["attach_disk"] == 1
+
+
+def test_attach_while_detaching_from_the_same_instance_attaches_again(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    cloud.latency = 2
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-here",))
+    cloud.detach_disk(disk.id, "i-here")
+    assert cloud.disk(disk.id).status == port.DETACHING
+    got = make(cloud, waiter).attach(disk.id, "i-here")
+    assert got.status == port.IN_USE and got.attachments == ("i-here",)
+    assert cloud.calls["attach_disk"] == 1
+
+
+def test_release_checks_every_holder_before_detaching_any(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    cloud.set_instance_status("i-here", port.STOPPED)
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-here", "i-there"), multi_attach=True)
+    attacher = make(cloud, waiter)
+    with pytest.raises(FailedPrecondition, match=r"i-there.*deleting it"):
+        attacher.release(disk, force=False, purpose="deleting it")
+    assert cloud.calls["detach_disk"] == 0
+    attacher.release(disk, force=True, purpose="deleting it")
+    assert cloud.disk(disk.id).attachments == ()
+    assert cloud.disk(disk.id).status == port.AVAILABLE
+
+
+def test_detach_waits_out_an_attach_in_progress(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
+    cloud.latency = 2
+    disk = cloud.add_disk()
+    cloud.attach_disk(disk.id, "i-here")
+    assert cloud.disk(disk.id).status == port.ATTACHING
+    make(cloud, waiter).detach(disk.id, "i-here")
+    assert cloud.disk(disk.id).status == port.AVAILABLE
+    assert cloud.calls["detach_disk"] == 1
+
+
+def test_detach_failure_while_still_attached_is_raised(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-here",))
+    cloud.fail("detach_disk", ecs_error("IncorrectInstanceStatus", "", "DetachDisk"))
+    with pytest.raises(FailedPrecondition):
+        make(cloud, waiter).detach(disk.id, "i-here")
+    assert cloud.disk(disk.id).attachments == ("i-here",)
 
 
 def test_detach_waits_until_detached_and_tolerates_absence(

@@ -17,7 +17,6 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
-    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -401,6 +400,19 @@ def test_delete_detaches_from_stopped_instance(
     assert cloud.calls["detach_disk"] == 1
 
 
+def test_delete_refusal_detaches_from_no_holder(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    # One holder is stopped, the other runs: refusing after detaching the first would
+    # leave the disk half released, so the running one is found before any detach.
+    cloud.set_instance_status("i-h1", port.STOPPED)
+    disk = cloud.add_disk(multi_attach=True, status=port.IN_USE, attachments=("i-h1", "i-h2"))
+    with pytest.raises(FailedPrecondition, match="i-h2"):
+        ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=disk.id))
+    assert cloud.calls["detach_disk"] == 0
+    assert cloud.disk(disk.id).attachments == ("i-h1", "i-h2")
+
+
 def test_delete_detaches_when_configured(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
     ctl = make(cloud, waiter, detach_before_delete=True)
     cloud.latency = 2
@@ -539,7 +551,7 @@ def test_publish_stuck_attach_is_abandoned(cloud: InMemoryCloud, waiter: DiskWai
     ctl = make(cloud, waiter, operation_timeout=0.3)
     cloud.stuck_attach.add("i-h1")
     disk = cloud.add_disk()
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(Aborted, match="undone"):
         publish(ctl, disk.id, "i-h1")
     assert cloud.calls["detach_disk"] == 1
     assert not cloud.disk(disk.id).attached_to("i-h1")
