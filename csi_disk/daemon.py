@@ -68,7 +68,10 @@ def build_services(config: Config) -> Services:
     if config.serves_node:
         from csi_disk.node import NodeService
 
-        services.node = NodeService.from_metadata(config, metadata, cloud, waiter, region=region)
+        shared = services.controller.attacher if services.controller is not None else None
+        services.node = NodeService.from_metadata(
+            config, metadata, cloud, waiter, region=region, attacher=shared
+        )
     return services
 
 

@@ -280,13 +280,19 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         *,
         region: str = "",
         host: Host | None = None,
+        attacher: Attacher | None = None,
     ) -> NodeService:
-        """Resolve who this node is once, at start: NodeGetInfo then makes no calls."""
+        """Resolve who this node is once, at start: NodeGetInfo then makes no calls.
+
+        ``attacher`` shares the controller's per-instance attach queue when one process
+        serves both, so the two never race ECS's one-attach-at-a-time limit.
+        """
         instance_id = config.node_id or metadata.instance_id()
         zone = metadata.zone_id()
         region = region or metadata.region_id()
-        attacher = None
-        if config.attach_mode == "node":
+        if config.attach_mode != "node":
+            attacher = None
+        elif attacher is None:
             if cloud is None or waiter is None:
                 raise ValueError("node attach mode needs a cloud client and a waiter")
             attacher = Attacher(cloud, waiter, config)
