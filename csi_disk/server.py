@@ -200,13 +200,16 @@ class CallInterceptor(grpc.ServerInterceptor):
         extra = {"request_id": request_id, "method": method}
         quiet = method in ("Probe", "NodeGetCapabilities", "GetPluginInfo", "NodeGetVolumeStats")
         level = logging.DEBUG if quiet else logging.INFO
-        log.log(level, "[%s] %s request %s", request_id, method, describe(request), extra=extra)
+        verbose = log.isEnabledFor(level)  # describing messages costs; skip it when unseen
+        if verbose:
+            log.log(level, "[%s] %s request %s", request_id, method, describe(request), extra=extra)
         start = time.monotonic()
         code = grpc.StatusCode.OK
         IN_FLIGHT.labels(method).inc()
         try:
             reply = inner(request, context)
-            log.log(level, "[%s] %s reply %s", request_id, method, describe(reply), extra=extra)
+            if verbose:
+                log.log(level, "[%s] %s reply %s", request_id, method, describe(reply), extra=extra)
             return reply
         except errors.DriverError as err:
             code = grpc_code(err)

@@ -124,6 +124,7 @@ class Emulator:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # bursts of hundreds of clients, as a busy ECS endpoint takes
     emulator: Emulator
 
 
