@@ -9,30 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 
-_SECRET_PATTERNS = [
-    # Query-string or form parameters that carry credentials or their proof.
-    re.compile(
-        r"(?i)\b(Signature|SignatureNonce|AccessKeyId|AccessKeySecret|SecurityToken|Token)"
-        r"=([^&\s\"']+)"
-    ),
-    # JSON fields that carry credentials.
-    re.compile(
-        r"(?i)\"(AccessKeyId|AccessKeySecret|SecurityToken|access_key_secret|secret)\"\s*:\s*\"[^\"]*\""
-    ),
-]
-_URL = re.compile(r"https?://[^\s\"'<>]+\?[^\s\"'<>]*")
+from csi_disk.scrubbing import scrub
 
-
-def scrub(text: str) -> str:
-    """Remove credentials and signed URLs from free text."""
-    text = _URL.sub("<url>", text)
-    text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}=<redacted>", text)
-    text = _SECRET_PATTERNS[1].sub(lambda m: f'"{m.group(1)}": "<redacted>"', text)
-    return text
+__all__ = ["JsonFormatter", "SecretFilter", "configure", "scrub"]
 
 
 class SecretFilter(logging.Filter):
@@ -82,9 +64,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

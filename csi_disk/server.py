@@ -219,6 +219,11 @@ class CallInterceptor(grpc.ServerInterceptor):
             )
             context.abort(code, message)
             raise  # unreachable: abort raises
+        except NotImplementedError:
+            # The generated servicer's default for a call this plugin does not offer.
+            code = grpc.StatusCode.UNIMPLEMENTED
+            context.abort(code, f"{method} is not implemented by this plugin")
+            raise
         except grpc.RpcError:
             code = context.code() if hasattr(context, "code") and context.code() else code
             raise

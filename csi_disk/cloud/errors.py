@@ -10,9 +10,6 @@ The SDK puts signed URLs, string-to-sign text and tokens into its exception mess
 
 from __future__ import annotations
 
-import re
-import threading
-
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
@@ -23,6 +20,9 @@ from csi_disk.errors import (
     ResourceExhausted,
     Unavailable,
 )
+
+# One scrubber serves the whole driver; ECS error text is where it matters most.
+from csi_disk.scrubbing import register_secret, scrub  # noqa: F401 (re-exported)
 
 
 class PermissionDenied(DriverError):
@@ -230,46 +230,3 @@ def is_retryable(err: BaseException) -> bool:
 def is_unsupported_here(err: BaseException) -> bool:
     return isinstance(err, EcsError) and err.unsupported_here
 
-
-# --- scrubbing ---------------------------------------------------------------------------
-
-_SENSITIVE_KEYS = (
-    "AccessKeyId|AccessKeySecret|SecurityToken|Signature|SignatureNonce|"
-    "x-acs-security-token|X-aliyun-ecs-metadata-token"
-)
-_RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>)]+"), "<url>"),
-    (re.compile(r"(?i)(with url|url)\s*[:=]\s*[^\s'\"]+"), r"\1: <url>"),
-    (re.compile(r"(?<![\w.])/[\w./-]*\?[^\s'\")]+"), "<url>"),
-    (
-        re.compile(rf"(?i)({_SENSITIVE_KEYS})(=|%3D|%253D)[^&\s'\",)]*"),
-        r"\1=***",
-    ),
-    (
-        re.compile(rf"(?i)([\"']?(?:{_SENSITIVE_KEYS})[\"']?\s*:\s*)[\"'][^\"']*[\"']"),
-        r"\1'***'",
-    ),
-    (re.compile(r"(?i)(string to sign is)\s*:?.*"), r"\1 <hidden>"),
-]
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-
-
-def register_secret(value: str) -> None:
-    """Remember a secret (access key secret, STS token) so ``scrub`` masks it anywhere."""
-    if value and len(value) >= 6:
-        with _secrets_lock:
-            _secrets.add(value)
-
-
-def scrub(text: str) -> str:
-    """``text`` without URLs, signatures, access keys, tokens or known secret values."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
-    return text

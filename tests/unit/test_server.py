@@ -103,6 +103,24 @@ def test_domain_errors_map_to_codes_and_bugs_to_internal(slow_server) -> None:
     assert "Traceback" not in err.value.details()
 
 
+def test_a_call_the_plugin_does_not_offer_is_unimplemented(tmp_path: Path) -> None:
+    server = Server(f"unix://{tmp_path}/u.sock", workers=2)
+    csi_pb2_grpc.add_ControllerServicer_to_server(
+        csi_pb2_grpc.ControllerServicer(), server.grpc_server
+    )
+    server.start()
+    channel = grpc.insecure_channel(f"unix://{tmp_path}/u.sock")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            csi_pb2_grpc.ControllerStub(channel).GetCapacity(
+                csi_pb2.GetCapacityRequest(), timeout=5
+            )
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        channel.close()
+        server.stop(0)
+
+
 def test_stop_drains_in_flight_calls_and_refuses_new_ones(slow_server) -> None:
     server, servicer, stub = slow_server
     outcome: dict[str, object] = {}
