@@ -176,7 +176,9 @@ def unmount(target: Path | str, *, timeout: float = MOUNT_TIMEOUT) -> None:
 
 
 # Mount flags a workload may ask for. Anything that changes who may access the data
-# (e.g. uid=), recovery behaviour (norecovery) or panics the node is not on the list.
+# (e.g. uid=), recovery behaviour (norecovery), turns off write barriers (nobarrier,
+# barrier=0: a power failure then loses acknowledged writes) or panics the node is not on
+# the list.
 _PLAIN_FLAGS = frozenset(
     {
         "defaults",
@@ -211,13 +213,12 @@ _PLAIN_FLAGS = frozenset(
         "nolargeio",
         "acl",
         "user_xattr",
-        "nobarrier",
         "barrier",
     }
 )
 _VALUE_FLAGS: dict[str, re.Pattern[str]] = {
     "data": re.compile(r"ordered|writeback|journal"),
-    "barrier": re.compile(r"[01]"),
+    "barrier": re.compile(r"1"),
     "commit": re.compile(r"[0-9]{1,6}"),
     "errors": re.compile(r"remount-ro|continue"),
     "logbufs": re.compile(r"[0-9]{1,2}"),

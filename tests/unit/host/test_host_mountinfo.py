@@ -75,6 +75,7 @@ def test_split_flags_keeps_quoted_commas() -> None:
     [
         ["ro", "noatime", "nodiratime", "nosuid", "nodev", "noexec"],
         ["data=ordered", "barrier=1", "commit=30", "errors=remount-ro"],
+        ["barrier", "noatime"],
         ["nouuid", "logbufs=8", "logbsize=256k", "inode64", "largeio", "prjquota"],
         ['context="system_u:object_r:container_file_t:s0:c1,c2"'],
         ["fscontext=system_u:object_r:container_file_t:s0", "noatime,lazytime"],
@@ -89,6 +90,9 @@ def test_allowed_flags_pass(flags: list[str]) -> None:
     "flag",
     [
         "norecovery",
+        "nobarrier",
+        "barrier=0",
+        "barrier=00",
         "errors=panic",
         "uid=0",
         "data=bogus",
