@@ -1,17 +1,27 @@
 """Validation of the paths and ids that callers hand the driver.
 
-Pure functions (no file system access), so the controller can use the volume id check too.
-Anything that could never be legitimate is INVALID_ARGUMENT before it reaches mount(8) or a
-cloud call.
+The ``validate_*`` checks are pure (no file system access), so the controller can use the
+volume id check too. Anything that could never be legitimate is INVALID_ARGUMENT before it
+reaches mount(8) or a cloud call.
+
+A path that passes the text check can still lead elsewhere: mkdir, mount(8) and open(2)
+follow symbolic links, so a link planted in the kubelet directory would put a disk, a
+directory or a file anywhere on the host. ``resolve_inside`` checks where a path really
+leads, and ``make_dirs_inside``/``create_file_inside`` create what is missing one level
+at a time without following links.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import posixpath
 import re
+import stat
 from pathlib import Path, PurePosixPath
 
-from csi_disk.errors import InvalidArgument
+from csi_disk.errors import FailedPrecondition, InvalidArgument
 
 MAX_VOLUME_ID_LENGTH = 128
 # ECS disk ids are "d-" and 20 lowercase letters/digits today; older regions used shorter
@@ -68,3 +78,135 @@ def validate_target_path(
     if normalised == base or not normalised.is_relative_to(base):
         raise InvalidArgument(f"{field} {path!r} is not inside {base}")
     return Path(normalised)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def _real_prefix(path: Path) -> Path:
+    """``path`` with its deepest existing ancestor resolved and the missing rest appended.
+
+    A dangling link counts as existing, so its destination is what gets checked.
+    """
+    missing: list[str] = []
+    current = path
+    while not os.path.lexists(current) and current != current.parent:
+        missing.append(current.name)
+        current = current.parent
+    return Path(os.path.realpath(current)).joinpath(*reversed(missing))
+
+
+def _check_below(real: Path, base: Path, path: Path, kubelet_dir: Path | str, field: str) -> None:
+    if real == base or not real.is_relative_to(base):
+        raise InvalidArgument(
+            f"{field} {str(path)!r} leads outside {kubelet_dir} through a symbolic link"
+        )
+
+
+def resolve_inside(
+    path: Path | str,
+    kubelet_dir: Path | str,
+    field: str = "target_path",
+    *,
+    leaf_link_ok: bool = False,
+) -> Path:
+    """Where ``path`` really is, when that is below the real ``kubelet_dir``.
+
+    The parent is resolved through any links; ``path`` itself must not be a link (the
+    driver never makes one there) unless ``leaf_link_ok``, in which case the link itself
+    is returned, not followed, for a caller that only removes it.
+    """
+    path = Path(path)
+    base = Path(os.path.realpath(kubelet_dir))
+    real = _real_prefix(path.parent) / path.name
+    _check_below(real, base, path, kubelet_dir, field)
+    if os.path.islink(real) and not leaf_link_ok:
+        raise InvalidArgument(f"{field} {str(path)!r} is a symbolic link")
+    return real
+
+
+def _open_dir_inside(path: Path, kubelet_dir: Path | str, field: str) -> int:
+    """An fd for directory ``path``, creating missing levels without following links.
+
+    The deepest existing level is opened by its resolved name and checked again through
+    the fd; each missing level is made and opened relative to its parent with
+    O_NOFOLLOW, so a link swapped in meanwhile fails instead of being followed.
+    """
+    real = resolve_inside(path, kubelet_dir, field)
+    missing: list[str] = []
+    existing = real
+    while not os.path.lexists(existing):
+        missing.append(existing.name)
+        existing = existing.parent
+    try:
+        fd = os.open(existing, _DIR_FLAGS)
+    except OSError as err:
+        raise _refusal(err, existing, path, field) from err
+    try:
+        opened = os.readlink(f"/proc/self/fd/{fd}")
+        if opened != str(existing):  # a level was swapped for a link after resolving
+            raise InvalidArgument(f"{field} {str(path)!r} changed while being checked")
+        for name in reversed(missing):
+            # Made by someone else meanwhile is fine: it is opened without following below.
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, DIR_MODE, dir_fd=fd)
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as err:
+                raise _refusal(err, existing / name, path, field) from err
+            os.close(fd)
+            fd = child
+            existing = existing / name
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _refusal(err: OSError, where: Path, path: Path, field: str) -> Exception:
+    if err.errno == errno.ELOOP:
+        return InvalidArgument(f"{field} {str(path)!r}: {where} is a symbolic link")
+    if err.errno == errno.ENOTDIR:
+        return FailedPrecondition(f"{field} {str(path)!r}: {where} is not a directory")
+    return err
+
+
+def make_dirs_inside(
+    path: Path | str, kubelet_dir: Path | str, field: str = "target_path"
+) -> None:
+    """``mkdir -p path`` that never follows a link and never leaves ``kubelet_dir``."""
+    os.close(_open_dir_inside(Path(path), kubelet_dir, field))
+
+
+def create_file_inside(
+    path: Path | str, kubelet_dir: Path | str, field: str = "target_path"
+) -> None:
+    """Create an empty regular file at ``path`` (parents too) to bind a device onto.
+
+    An existing regular file is fine (a repeated call); a link, directory or device there
+    is refused rather than opened.
+    """
+    path = Path(path)
+    parent = _open_dir_inside(path.parent, kubelet_dir, field)
+    try:
+        try:
+            fd = os.open(
+                path.name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                FILE_MODE,
+                dir_fd=parent,
+            )
+        except FileExistsError:
+            st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise InvalidArgument(f"{field} {str(path)!r} is a symbolic link") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise FailedPrecondition(
+                    f"{field} {str(path)!r} exists and is not a regular file"
+                ) from None
+            return
+        os.close(fd)
+    finally:
+        os.close(parent)
