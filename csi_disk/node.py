@@ -37,7 +37,13 @@ from csi_disk.failpoints import failpoint
 from csi_disk.host import devices, filesystems, mounts
 from csi_disk.host.filesystems import Probe, VolumeStats
 from csi_disk.host.mounts import Mount
-from csi_disk.host.paths import validate_target_path, validate_volume_id
+from csi_disk.host.paths import (
+    create_file_inside,
+    make_dirs_inside,
+    resolve_inside,
+    validate_target_path,
+    validate_volume_id,
+)
 from csi_disk.locks import InFlight
 
 log = logging.getLogger(__name__)
@@ -314,6 +320,18 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def node_id(self) -> str:
         return self.instance_id
 
+    def _path(self, text: str, field: str, *, leaf_link_ok: bool = False) -> Path:
+        """A caller's path, checked as text and then for links that lead out of the
+        kubelet directory (mkdir, mount(8) and open(2) would follow them)."""
+        path = validate_target_path(text, self.config.kubelet_dir, field)
+        resolve_inside(path, self.config.kubelet_dir, field, leaf_link_ok=leaf_link_ok)
+        return path
+
+    def _recheck(self, path: Path, field: str) -> None:
+        """Check ``path`` again right before mount(8) uses it, so a link swapped in since
+        the first check has only the few microseconds until mount(8) resolves it."""
+        resolve_inside(path, self.config.kubelet_dir, field)
+
     # --- info ---------------------------------------------------------------------------
 
     def NodeGetInfo(
@@ -347,9 +365,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeStageVolumeResponse:
         disk_id = validate_volume_id(request.volume_id)
-        staging = validate_target_path(
-            request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
-        )
+        staging = self._path(request.staging_target_path, "staging_target_path")
         wanted = _require_capability(request)
         mkfs_options: list[str] = []
         if not wanted.block:
@@ -403,7 +419,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             return
         if staging.exists() and not staging.is_dir():
             raise FailedPrecondition(f"staging_target_path {staging} exists and is not a directory")
-        staging.mkdir(parents=True, exist_ok=True)
+        make_dirs_inside(staging, self.config.kubelet_dir, "staging_target_path")
         found = self._host.probe(device)
         fresh = False
         fstype = wanted.fstype
@@ -421,6 +437,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         options = list(wanted.flags)
         if fstype == "xfs" and "nouuid" not in options:
             options.append("nouuid")  # clones of one snapshot share a UUID
+        self._recheck(staging, "staging_target_path")
         self._host.mount(device, staging, fstype, options)
         failpoint("stage:after-mount")
         log.info("disk %s staged: %s on %s (%s)", disk_id, device, staging, fstype)
@@ -484,9 +501,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnstageVolumeResponse:
         disk_id = validate_volume_id(request.volume_id)
-        staging = validate_target_path(
-            request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
-        )
+        staging = self._path(request.staging_target_path, "staging_target_path")
         with self._locks.hold(disk_id):
             if self._host.find_mount(staging) is not None:
                 self._host.unmount(staging)
@@ -513,10 +528,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodePublishVolumeResponse:
         disk_id = validate_volume_id(request.volume_id)
-        target = validate_target_path(request.target_path, self.config.kubelet_dir)
-        staging = validate_target_path(
-            request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
-        )
+        target = self._path(request.target_path, "target_path")
+        staging = self._path(request.staging_target_path, "staging_target_path")
         wanted = _require_capability(request)
         read_only = request.readonly or wanted.read_only
         with self._locks.hold(disk_id):
@@ -548,8 +561,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             return
         if target.exists() and not target.is_dir():
             raise FailedPrecondition(f"target_path {target} exists and is not a directory")
-        target.mkdir(parents=True, exist_ok=True)
+        make_dirs_inside(target, self.config.kubelet_dir, "target_path")
         failpoint("publish:after-mkdir")
+        self._recheck(staging, "staging_target_path")
+        self._recheck(target, "target_path")
         self._host.bind_mount(staging, target, read_only, flags)
         failpoint("publish:after-bind")
         log.info("disk %s published at %s%s", disk_id, target, " (read-only)" if read_only else "")
@@ -567,10 +582,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             _remove_if_empty(target)  # the kubelet may have made a directory; a file is wanted
             if target.exists():
                 raise FailedPrecondition(f"target_path {target} is a non-empty directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            fd = os.open(target, os.O_CREAT | os.O_WRONLY, 0o640)
-            os.close(fd)
+        create_file_inside(target, self.config.kubelet_dir, "target_path")
+        self._recheck(target, "target_path")
         self._host.bind_mount(device, target, read_only, [])
         log.info("disk %s (%s) published as a block device at %s", disk_id, device, target)
 
@@ -578,8 +591,13 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
         disk_id = validate_volume_id(request.volume_id)
-        target = validate_target_path(request.target_path, self.config.kubelet_dir)
+        target = self._path(request.target_path, "target_path", leaf_link_ok=True)
         with self._locks.hold(disk_id):
+            if target.is_symlink():
+                # Never made by the driver; unmounting through it would unmount wherever
+                # it points, so only the link goes.
+                target.unlink()
+                return csi_pb2.NodeUnpublishVolumeResponse()
             if self._host.find_mount(target) is not None:
                 self._host.unmount(target)
                 if self._host.find_mount(target) is not None:
@@ -596,7 +614,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
         validate_volume_id(request.volume_id)
-        path = validate_target_path(request.volume_path, self.config.kubelet_dir, "volume_path")
+        path = self._path(request.volume_path, "volume_path")
         if not path.exists():
             raise NotFound(f"volume path {path} does not exist")
         Usage = csi_pb2.VolumeUsage
@@ -640,13 +658,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         instance yet: ABORTED, so the kubelet retries instead of recording success.
         """
         disk_id = validate_volume_id(request.volume_id)
-        volume_path = validate_target_path(
-            request.volume_path, self.config.kubelet_dir, "volume_path"
-        )
+        volume_path = self._path(request.volume_path, "volume_path")
         staging = (
-            validate_target_path(
-                request.staging_target_path, self.config.kubelet_dir, "staging_target_path"
-            )
+            self._path(request.staging_target_path, "staging_target_path")
             if request.staging_target_path
             else None
         )

@@ -373,6 +373,85 @@ def test_paths_outside_the_kubelet_dir_are_invalid(
     assert not kubelet.exists()  # nothing was created anywhere
 
 
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    path = tmp_path / "outside"
+    path.mkdir()
+    return path
+
+
+def test_stage_through_a_link_leading_outside_is_refused_before_attaching(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, outside: Path
+) -> None:
+    (kubelet / "plugins").mkdir(parents=True)
+    (kubelet / "plugins" / "evil").symlink_to(outside)
+    disk = cloud.add_disk()
+    with pytest.raises(DriverError) as caught:
+        node.NodeStageVolume(stage_req(disk.id, kubelet / "plugins" / "evil" / "gm"), None)
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert "staging_target_path" in caught.value.message
+    assert cloud.calls["attach_disk"] == 0
+    assert host.mount_calls == [] and list(outside.iterdir()) == []
+
+
+def test_link_swapped_in_while_staging_is_caught_before_mounting(
+    node: NodeService,
+    cloud: InMemoryCloud,
+    host: FakeHost,
+    kubelet: Path,
+    outside: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parent is replaced by a link after the directories were made (during the
+    device probe): the check right before mount(8) still refuses it."""
+    parent = kubelet / "plugins" / "pv"
+    probe = host.probe
+
+    def swap_then_probe(device: Path) -> Probe:
+        if not parent.is_symlink():
+            parent.rename(outside / "moved")
+            parent.symlink_to(outside / "moved")
+        return probe(device)
+
+    monkeypatch.setattr(host, "probe", swap_then_probe)
+    disk = cloud.add_disk()
+    request = stage_req(disk.id, parent / "globalmount")
+    assert code_of(node.NodeStageVolume, request) == "INVALID_ARGUMENT"
+    assert host.mount_calls == []
+
+
+def test_publish_through_a_link_leading_outside_is_refused(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, outside: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(disk.id, staging), None)
+    (kubelet / "pods").mkdir()
+    (kubelet / "pods" / "evil").symlink_to(outside)
+    mounts = list(host.mounts)
+    with pytest.raises(DriverError) as caught:
+        node.NodePublishVolume(publish_req(disk.id, staging, kubelet / "pods/evil/m"), None)
+    assert (caught.value.code, "target_path" in caught.value.message) == ("INVALID_ARGUMENT", True)
+    linked_staging = kubelet / "pods" / "s-link"
+    linked_staging.symlink_to(outside)
+    request = publish_req(disk.id, linked_staging, kubelet / "pods" / "ok" / "m")
+    assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
+    assert host.mounts == mounts and list(outside.iterdir()) == []
+
+
+def test_block_publish_never_follows_a_dangling_link(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, outside: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging, target = kubelet / "staging", kubelet / "dev" / "pv"
+    node.NodeStageVolume(stage_req(disk.id, staging, block_cap()), None)
+    target.parent.mkdir(parents=True)
+    target.symlink_to(outside / "created")
+    request = publish_req(disk.id, staging, target, block_cap())
+    assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
+    assert not (outside / "created").exists() and host.mounts == []
+
+
 @pytest.mark.parametrize(
     ("cap", "context"),
     [
