@@ -7,6 +7,7 @@ in requirements (including the legacy beta label) and answers with the driver's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
@@ -21,6 +22,9 @@ LEGACY_ZONE_KEY = "failure-domain.beta.kubernetes.io/zone"
 
 # Where a zone may appear in a requirement segment, most specific first.
 ZONE_KEYS = (ZONE_KEY, K8S_ZONE_KEY, LEGACY_ZONE_KEY)
+
+# ECS zone ids: region id plus a zone letter (cn-hangzhou-h, ap-southeast-1a, us-east-1a).
+_ZONE_ID = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+){1,5}")
 
 
 class Topology(Protocol):
@@ -50,8 +54,18 @@ def zone_of(segments: Mapping[str, str]) -> str:
 
 
 def parse_zone_list(value: str) -> list[str]:
-    """A comma-separated zone list, trimmed, without empties or repeats."""
-    return _unique(part.strip() for part in value.split(",") if part.strip())
+    """A comma-separated zone list, trimmed, without empties or repeats; each zone checked."""
+    zones = _unique(part.strip() for part in value.split(",") if part.strip())
+    for zone in zones:
+        check_zone(zone, "parameter zoneId")
+    return zones
+
+
+def check_zone(zone: str, source: str) -> str:
+    """``zone`` when it is shaped like an ECS zone id, else INVALID_ARGUMENT naming ``source``."""
+    if _ZONE_ID.fullmatch(zone) is None:
+        raise InvalidArgument(f"{source}: {zone[:64]!a} is not an ECS zone id (like cn-hangzhou-h)")
+    return zone
 
 
 def zones_in_order(
@@ -60,15 +74,21 @@ def zones_in_order(
     """Every zone the volume may be created in, best first.
 
     Preferred segments come first, then requisite ones; the ``zoneId`` parameter narrows
-    them. With no zone in the topology at all, the ``zoneId`` list, else the
-    controller's own zone. A zone outside a non-empty requisite is never returned.
+    them. With no topology requirement at all, the ``zoneId`` list, else the controller's
+    own zone. A zone outside a non-empty requisite is never returned: a requisite naming no
+    zone under any known key is INVALID_ARGUMENT rather than a disk somewhere else.
     """
     params = parse_zone_list(zone_param)
     preferred: list[str] = []
     requisite: list[str] = []
     if requirement is not None:
-        preferred = _unique(z for z in (zone_of(t.segments) for t in requirement.preferred) if z)
-        requisite = _unique(z for z in (zone_of(t.segments) for t in requirement.requisite) if z)
+        preferred = _zones_of(requirement.preferred, "preferred")
+        requisite = _zones_of(requirement.requisite, "requisite")
+        if len(requirement.requisite) and not requisite:
+            raise InvalidArgument(
+                "the topology requirement's requisite names no zone under any of "
+                f"{', '.join(ZONE_KEYS)}: refusing to create the volume outside it"
+            )
     topology = _unique([*preferred, *requisite])
     if requisite:
         allowed = set(requisite)
@@ -93,9 +113,11 @@ def zones_in_order(
     return chosen
 
 
-def choose_zone(requirement: TopologyRequirement | None, zone_param: str, default_zone: str) -> str:
-    """The zone to create the volume in: the first of ``zones_in_order``."""
-    return zones_in_order(requirement, zone_param, default_zone)[0]
+def _zones_of(segments: Sequence[Topology], which: str) -> list[str]:
+    zones = _unique(z for z in (zone_of(t.segments) for t in segments) if z)
+    for zone in zones:
+        check_zone(zone, f"topology {which} zone")
+    return zones
 
 
 def node_segments(zone: str, region: str, instance_id: str) -> dict[str, str]:

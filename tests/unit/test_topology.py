@@ -16,7 +16,6 @@ from csi_disk.topology import (
     K8S_ZONE_KEY,
     LEGACY_ZONE_KEY,
     ZONE_KEY,
-    choose_zone,
     node_segments,
     volume_segment,
     zones_in_order,
@@ -45,49 +44,85 @@ def test_keys_are_the_upstream_ones() -> None:
     assert INSTANCE_ID_KEY == "alibabacloud.com/ecs-instance-id"
 
 
+A, B, C, OWN = "cn-hangzhou-a", "cn-hangzhou-b", "cn-hangzhou-c", "cn-hangzhou-own"
+
+
 def test_preferred_comes_before_requisite() -> None:
-    req = Req(requisite=[z("a"), z("b"), z("c")], preferred=[z("c"), z("a")])
-    assert zones_in_order(req, "", "x") == ["c", "a", "b"]
-    assert choose_zone(req, "", "x") == "c"
+    req = Req(requisite=[z(A), z(B), z(C)], preferred=[z(C), z(A)])
+    assert zones_in_order(req, "", OWN) == [C, A, B]
 
 
 @pytest.mark.parametrize("key", [ZONE_KEY, K8S_ZONE_KEY, LEGACY_ZONE_KEY])
 def test_every_zone_key_is_understood(key: str) -> None:
-    assert choose_zone(Req(requisite=[z("cn-b", key)]), "", "cn-x") == "cn-b"
+    assert zones_in_order(Req(requisite=[z(B, key)]), "", OWN) == [B]
 
 
 def test_zone_param_narrows_topology() -> None:
-    req = Req(requisite=[z("a"), z("b")], preferred=[z("a"), z("b")])
-    assert zones_in_order(req, "b", "x") == ["b"]
-    assert choose_zone(req, " c , b ", "x") == "b"
+    req = Req(requisite=[z(A), z(B)], preferred=[z(A), z(B)])
+    assert zones_in_order(req, B, OWN) == [B]
+    assert zones_in_order(req, f" {C} , {B} ", OWN) == [B]
+    assert zones_in_order(req, f"{B},{A}", OWN) == [A, B]  # topology order wins
 
 
 def test_zone_param_disjoint_from_requisite_is_invalid() -> None:
-    req = Req(requisite=[z("a")], preferred=[z("a")])
-    with pytest.raises(InvalidArgument, match="zoneId c"):
-        choose_zone(req, "c", "x")
+    req = Req(requisite=[z(A)], preferred=[z(A)])
+    with pytest.raises(InvalidArgument, match=f"zoneId {C}"):
+        zones_in_order(req, C, OWN)
 
 
 def test_preferred_outside_requisite_is_never_chosen() -> None:
-    req = Req(requisite=[z("a")], preferred=[z("b"), z("a")])
-    assert zones_in_order(req, "", "x") == ["a"]
+    req = Req(requisite=[z(A)], preferred=[z(B), z(A)])
+    assert zones_in_order(req, "", OWN) == [A]
 
 
 def test_no_topology_uses_param_then_default_zone() -> None:
-    assert choose_zone(None, "p1,p2", "own") == "p1"
-    assert zones_in_order(None, "p1,p2,p1", "own") == ["p1", "p2"]
-    assert choose_zone(None, "", "own") == "own"
-    assert choose_zone(Req(), "", "own") == "own"
+    assert zones_in_order(None, f"{A},{B},{A}", OWN) == [A, B]
+    assert zones_in_order(None, "", OWN) == [OWN]
+    assert zones_in_order(Req(), "", OWN) == [OWN]
 
 
-def test_segments_without_zone_impose_nothing() -> None:
-    req = Req(requisite=[Topo({INSTANCE_ID_KEY: "i-1"})])
-    assert choose_zone(req, "", "own") == "own"
+def test_preferred_without_zone_imposes_nothing() -> None:
+    req = Req(preferred=[Topo({INSTANCE_ID_KEY: "i-1"})])
+    assert zones_in_order(req, "", OWN) == [OWN]
+
+
+@pytest.mark.parametrize(
+    "segments",
+    [
+        {INSTANCE_ID_KEY: "i-1"},
+        {K8S_REGION_KEY: "cn-hangzhou"},
+        {"example.com/zone": A},
+    ],
+)
+def test_requisite_without_a_known_zone_key_is_invalid(segments: dict[str, str]) -> None:
+    """Falling back to the controller's zone would create the disk outside the requisite."""
+    req = Req(requisite=[Topo(segments)], preferred=[Topo(segments)])
+    with pytest.raises(InvalidArgument, match="requisite names no zone"):
+        zones_in_order(req, "", OWN)
+    with pytest.raises(InvalidArgument, match="requisite names no zone"):
+        zones_in_order(req, A, OWN)
+
+
+def test_requisite_segments_without_zone_are_skipped_when_others_name_one() -> None:
+    req = Req(requisite=[Topo({INSTANCE_ID_KEY: "i-1"}), z(B)])
+    assert zones_in_order(req, "", OWN) == [B]
 
 
 def test_no_zone_anywhere_is_invalid() -> None:
     with pytest.raises(InvalidArgument):
-        choose_zone(None, "", "")
+        zones_in_order(None, "", "")
+
+
+@pytest.mark.parametrize(
+    "bad", ["a/../b", "cn-hangzhou-h\nforged", "CN-HANGZHOU-H", "cn_hangzhou_h", "zone", "-cn-h"]
+)
+def test_malformed_zones_are_invalid(bad: str) -> None:
+    with pytest.raises(InvalidArgument, match="zoneId"):
+        zones_in_order(None, bad, OWN)
+    with pytest.raises(InvalidArgument, match="topology requisite"):
+        zones_in_order(Req(requisite=[z(bad)]), "", OWN)
+    with pytest.raises(InvalidArgument, match="topology preferred"):
+        zones_in_order(Req(preferred=[z(bad)], requisite=[z(A)]), "", OWN)
 
 
 def test_node_and_volume_segments() -> None:
@@ -101,7 +136,7 @@ def test_node_and_volume_segments() -> None:
     assert volume_segment("z") == {ZONE_KEY: "z"}
 
 
-zones = st.sampled_from(["a", "b", "c", "d", "e"])
+zones = st.sampled_from([f"cn-hangzhou-{x}" for x in "abcde"])
 
 
 @given(
@@ -114,7 +149,7 @@ def test_choice_respects_requisite_and_param(
 ) -> None:
     req = Req(requisite=[z(x) for x in requisite], preferred=[z(x) for x in preferred])
     try:
-        result = zones_in_order(req, ",".join(param), "own")
+        result = zones_in_order(req, ",".join(param), OWN)
     except InvalidArgument:
         candidates = set(requisite) or set(preferred)
         assert param and candidates and not (candidates & set(param))
@@ -126,7 +161,7 @@ def test_choice_respects_requisite_and_param(
     if param:
         assert set(result) <= set(param)
     if not requisite and not preferred:
-        assert result == (topology.parse_zone_list(",".join(param)) or ["own"])
+        assert result == (topology.parse_zone_list(",".join(param)) or [OWN])
     if (
         preferred
         and (not requisite or preferred[0] in requisite)
