@@ -134,6 +134,9 @@ _EXACT: dict[str, type[EcsError]] = {
     "InvalidInstanceId.NotFound": EcsNotFound,
     "InvalidSnapshotId.NotFound": EcsNotFound,
     "InvalidInstanceType.NotFound": EcsNotFound,
+    # A zone is an argument of the call, not a resource the caller asked about: NOT_FOUND
+    # from CreateVolume would mean a missing content source.
+    "InvalidZoneId.NotFound": EcsInvalidArgument,
     "OperationDenied.NoStock": EcsNoStock,
     "Zone.NotOnSale": EcsNoStock,
     "InstanceDiskLimitExceeded": EcsResourceExhausted,
