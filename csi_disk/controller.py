@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import json
 import logging
 import re
 import threading
@@ -22,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from csi_disk import categories, parameters, topology
+from csi_disk import capabilities, categories, parameters, topology
 from csi_disk.attach import Attacher, Waiter, settle
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
@@ -40,72 +42,20 @@ from csi_disk.errors import (
     Unimplemented,
 )
 from csi_disk.expansion import ExpansionMixin
-from csi_disk.host.paths import validate_volume_id
 from csi_disk.locks import InFlight
 from csi_disk.modification import ModificationMixin
 from csi_disk.parameters import VolumeParameters
 from csi_disk.snapshots import SnapshotsMixin
 from csi_disk.tokens import VOLUME_NAME_TAG, client_token
+from csi_disk.volume_ids import validate_instance_id, validate_name, validate_volume_id
 
 log = logging.getLogger(__name__)
 
-AccessMode = csi_pb2.VolumeCapability.AccessMode
 RPC = csi_pb2.ControllerServiceCapability.RPC
 
-PUBLISH_SERIAL_KEY = "serial"
 LIST_CURSOR_PREFIX = "v1:"
-MAX_NAME_LENGTH = 128  # the CSI spec's size limit for string fields, in bytes
 KNOWN_NAMES = 10_000  # volume names remembered with their disk ids, most recent kept
 TOKEN_GENERATIONS = 8  # bound on following a name's deleted disks to a fresh client token
-
-SINGLE_NODE_MODES = frozenset(
-    {
-        AccessMode.SINGLE_NODE_WRITER,
-        AccessMode.SINGLE_NODE_READER_ONLY,
-        AccessMode.SINGLE_NODE_SINGLE_WRITER,
-        AccessMode.SINGLE_NODE_MULTI_WRITER,
-    }
-)
-MULTI_NODE_MODES = frozenset(
-    {
-        AccessMode.MULTI_NODE_READER_ONLY,
-        AccessMode.MULTI_NODE_SINGLE_WRITER,
-        AccessMode.MULTI_NODE_MULTI_WRITER,
-    }
-)
-FS_TYPES = ("ext4", "ext3", "xfs")
-
-
-def check_capability(cap: csi_pb2.VolumeCapability, *, multi_attach: bool) -> None:
-    """Raise InvalidArgument for a capability this driver cannot serve."""
-    kind = cap.WhichOneof("access_type")
-    if kind is None:
-        raise InvalidArgument("volume capability needs an access type (mount or block)")
-    if kind == "mount" and cap.mount.fs_type and cap.mount.fs_type not in FS_TYPES:
-        raise InvalidArgument(
-            f"filesystem {cap.mount.fs_type} is not supported (use one of {', '.join(FS_TYPES)})"
-        )
-    mode = cap.access_mode.mode
-    if mode in SINGLE_NODE_MODES:
-        return
-    if mode in MULTI_NODE_MODES:
-        name = AccessMode.Mode.Name(mode)
-        if kind != "block":
-            raise InvalidArgument(
-                f"access mode {name} is only possible for block volumes: two nodes mounting "
-                "one ext4/xfs filesystem corrupt it"
-            )
-        if not multi_attach:
-            raise InvalidArgument(f"access mode {name} needs a multi-attach disk (multiAttach)")
-        return
-    raise InvalidArgument(f"access mode {AccessMode.Mode.Name(mode)} is not supported")
-
-
-def check_capabilities(caps: Sequence[csi_pb2.VolumeCapability], *, multi_attach: bool) -> None:
-    if not caps:
-        raise InvalidArgument("volume_capabilities are required")
-    for cap in caps:
-        check_capability(cap, multi_attach=multi_attach)
 
 
 def _serial(disk: Disk) -> str:
@@ -178,15 +128,11 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: Any = None
     ) -> csi_pb2.CreateVolumeResponse:
-        name = request.name
-        if not name:
-            raise InvalidArgument("name is required")
-        if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
-            raise InvalidArgument(f"name is longer than {MAX_NAME_LENGTH} bytes")
+        name = validate_name(request.name)
         params = parameters.parse(request.parameters)
         for warning in params.warnings:
             log.warning("CreateVolume %s: %s", name, warning)
-        check_capabilities(request.volume_capabilities, multi_attach=params.multi_attach)
+        capabilities.check_all(request.volume_capabilities, multi_attach=params.multi_attach)
         required = request.capacity_range.required_bytes
         limit = request.capacity_range.limit_bytes
         if required < 0 or limit < 0:
@@ -226,7 +172,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 self.known.forget(name)
                 raise ResourceExhausted(f"disk {disk.id} for {name} vanished while being created")
             self.known.remember(name, settled.id)
-            category, level = settled.category, self._level_of(settled, params)
+            category, level = settled.category, self._level_of(settled)
             return csi_pb2.CreateVolumeResponse(
                 volume=csi_pb2.Volume(
                     volume_id=settled.id,
@@ -272,7 +218,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         return found[0] if found else None
 
     @staticmethod
-    def _level_of(disk: Disk, params: VolumeParameters) -> str:
+    def _level_of(disk: Disk) -> str:
         return disk.performance_level if categories.has_performance_levels(disk.category) else ""
 
     def _check_existing(
@@ -322,20 +268,51 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         snapshot_id: str,
         token: str = "",
     ) -> Disk:
-        """Try each category in the first zone; fall back only on "not possible here" answers.
+        """Try each zone in order and, within a zone, each category; fall back only on
+        "not possible here" answers (NoStock, category, size or level not sold there).
 
-        Returns the disk as far as CreateDisk tells (status Creating) or, when the name's
-        token was used with other arguments, the disk found under the name; the caller's
-        wait through the shared waiter reads the rest, so a create costs no DescribeDisks
-        of its own.
+        One client token serves every attempt of a request: ECS binds it to the arguments of
+        the attempt that succeeded, so a retry whose earlier zones have stock again gets
+        IdempotentParameterMismatch there instead of a second disk, and finds the disk under
+        the name's tag or at the attempt with the same arguments. Returns the disk as far as
+        CreateDisk tells (status Creating); the caller's wait through the shared waiter reads
+        the rest, so a create costs no DescribeDisks of its own.
         """
-        zone = zones[0]
-        token = token or client_token(name)
+        attempts, size_refusals = self._attempts(name, params, zones, required, limit, snapshot_id)
+        if not attempts:
+            raise OutOfRange(f"no category fits the requested capacity: {'; '.join(size_refusals)}")
+        check = functools.partial(
+            self._check_existing, params=params, zones=zones, required=required, limit=limit
+        )
+        disk = self._create_first(name, attempts, token or client_token(name), check)
+        if disk is not None:
+            return disk
+        # The token made a disk with other arguments and no disk carries the name: the
+        # earlier one was deleted and the name comes back asking for something else. A token
+        # derived from these arguments (not from one zone or category) stays idempotent across
+        # retries that find other zones with stock.
+        log.info("CreateVolume %s: token used before with other arguments; deriving one", name)
+        derived = client_token(f"{name}@{_fingerprint(attempts)}")
+        disk = self._create_first(name, attempts, derived, check)
+        if disk is None:
+            raise Aborted(f"CreateVolume {name}: ECS refuses both client tokens; retrying")
+        return disk
+
+    @staticmethod
+    def _attempts(
+        name: str,
+        params: VolumeParameters,
+        zones: Sequence[str],
+        required: int,
+        limit: int,
+        snapshot_id: str,
+    ) -> tuple[list[DiskRequest], list[str]]:
+        """Every CreateDisk to try, best first (zone by zone), without a client token; and
+        why the categories left out cannot hold the requested capacity."""
         tags = {**params.tags, VOLUME_NAME_TAG: name}
+        sized: list[DiskRequest] = []
         refusals: list[str] = []
-        size_only = True
         for category, level in params.attempts():
-            label = f"{category}.{level}" if level else category
             try:
                 size = categories.fit_size(
                     category, level, required, limit, raise_to_minimum=params.auto_size
@@ -344,66 +321,87 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 refusals.append(err.message)
                 continue
             desc = categories.category(category)
-            request = DiskRequest(
-                zone=zone,
-                category=category,
-                size_gib=size,
-                client_token=token,
-                name=name if _valid_disk_name(name) else "",
-                description=f"created for volume {name}"[:256],
-                performance_level=level,
-                encrypted=params.encrypted,
-                kms_key_id=params.kms_key_id if params.encrypted else "",
-                resource_group_id=params.resource_group_id,
-                tags=tags,
-                multi_attach=params.multi_attach,
-                snapshot_id=snapshot_id,
-                provisioned_iops=params.provisioned_iops if desc.provisioned_iops else None,
-                bursting_enabled=params.bursting_enabled if desc.bursting else None,
+            sized.append(
+                DiskRequest(
+                    zone="",
+                    category=category,
+                    size_gib=size,
+                    client_token="",
+                    name=name if _valid_disk_name(name) else "",
+                    description=f"created for volume {name}"[:256],
+                    performance_level=level,
+                    encrypted=params.encrypted,
+                    kms_key_id=params.kms_key_id if params.encrypted else "",
+                    resource_group_id=params.resource_group_id,
+                    tags=tags,
+                    multi_attach=params.multi_attach,
+                    snapshot_id=snapshot_id,
+                    provisioned_iops=params.provisioned_iops if desc.provisioned_iops else None,
+                    bursting_enabled=params.bursting_enabled if desc.bursting else None,
+                )
             )
+        attempts = [dataclasses.replace(r, zone=zone) for zone in zones for r in sized]
+        return attempts, refusals
+
+    def _create_first(
+        self,
+        name: str,
+        attempts: Sequence[DiskRequest],
+        token: str,
+        check: Callable[..., None],
+    ) -> Disk | None:
+        """The first disk CreateDisk makes (or already made) under ``token``.
+
+        None when ECS answered IdempotentParameterMismatch to every attempt not refused
+        otherwise and no disk carries the name: the token belongs to a disk that is gone.
+        RESOURCE_EXHAUSTED when every (zone, category) is out of stock or not sold.
+        """
+        refusals: list[str] = []
+        mismatched = False
+        for attempt in attempts:
+            request = dataclasses.replace(attempt, client_token=token)
+            label = _label(request)
             try:
-                disk = self._create_disk(request, name, params, zones, required, limit)
+                disk_id = self.cloud.create_disk(request)
             except EcsError as err:
+                if err.ecs_code == "IdempotentParameterMismatch":
+                    if not mismatched:
+                        mismatched = True
+                        existing = self._find_by_name(name)
+                        if existing is not None:
+                            check(existing, name=name)
+                            return existing
+                    # The tag lookup may lag a fresh disk: the attempt with the arguments
+                    # the token was used with answers its id, and none of the others can
+                    # create a disk under it.
+                    continue
+                if err.ecs_code.startswith("InvalidZoneId"):
+                    raise InvalidArgument(
+                        f"zone {request.zone} is not an ECS zone this account can use in the "
+                        f"region: check the zoneId parameter and the topology ({err.message})"
+                    ) from None
                 if not is_unsupported_here(err):
                     raise
-                size_only = False
-                refusals.append(f"{label}: {err.message}")
-                log.info("CreateVolume %s: %s not possible in %s: %s", name, label, zone, err)
+                refusals.append(f"{label} in {request.zone}: {err.message}")
+                log.info(
+                    "CreateVolume %s: %s not possible in %s: %s", name, label, request.zone, err
+                )
                 continue
             log.info(
-                "CreateVolume %s: disk %s (%s, %d GiB) in %s", name, disk.id, label, size, zone
+                "CreateVolume %s: disk %s (%s, %d GiB) in %s",
+                name,
+                disk_id,
+                label,
+                request.size_gib,
+                request.zone,
             )
-            return disk
-        summary = "; ".join(refusals)
-        if size_only and refusals:
-            raise OutOfRange(f"no category fits the requested capacity: {summary}")
-        raise ResourceExhausted(f"no disk category can be created in {zone}: {summary}")
-
-    def _create_disk(
-        self,
-        request: DiskRequest,
-        name: str,
-        params: VolumeParameters,
-        zones: Sequence[str],
-        required: int,
-        limit: int,
-    ) -> Disk:
-        try:
-            return _creating(request, self.cloud.create_disk(request))
-        except EcsError as err:
-            if err.ecs_code != "IdempotentParameterMismatch":
-                raise
-        # The token was used before with other arguments: a disk for this name may exist.
-        existing = self._find_by_name(name)
-        if existing is not None:
-            self._check_existing(existing, params, zones, required, limit, name)
-            return existing
-        # No disk carries the name: the earlier one was deleted and the name comes back
-        # with other arguments. A token derived from them stays idempotent across retries.
-        log.info("CreateVolume %s: token used before with other arguments; deriving one", name)
-        fresh = dataclasses.replace(request, client_token="")
-        fresh = dataclasses.replace(fresh, client_token=client_token(f"{name}@{fresh!r}"))
-        return _creating(fresh, self.cloud.create_disk(fresh))
+            return _creating(request, disk_id)
+        if mismatched:
+            return None
+        zones = ", ".join(dict.fromkeys(a.zone for a in attempts))
+        raise ResourceExhausted(
+            f"no disk category can be created in {zones}: {'; '.join(refusals)}"
+        )
 
     # --- DeleteVolume ----------------------------------------------------------------------
 
@@ -433,14 +431,12 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         if not self.controller_attach:
             raise Unimplemented("attach happens on the node (--attach-mode node)")
         volume_id = validate_volume_id(request.volume_id)
-        node_id = request.node_id
-        if not node_id:
-            raise InvalidArgument("node_id is required")
+        node_id = validate_instance_id(request.node_id)
         if not request.HasField("volume_capability"):
             raise InvalidArgument("volume_capability is required")
         with self.volume_locks.hold(volume_id):
             disk = self.require_disk(volume_id)
-            check_capability(request.volume_capability, multi_attach=disk.multi_attach)
+            capabilities.check(request.volume_capability, multi_attach=disk.multi_attach)
             disk = self.attacher.attach(volume_id, node_id, known=disk)
             log.info("ControllerPublishVolume: %s attached to %s", volume_id, node_id)
             return self._published(disk)
@@ -448,7 +444,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     @staticmethod
     def _published(disk: Disk) -> csi_pb2.ControllerPublishVolumeResponse:
         return csi_pb2.ControllerPublishVolumeResponse(
-            publish_context={PUBLISH_SERIAL_KEY: _serial(disk)}
+            publish_context={capabilities.SERIAL_KEY: _serial(disk)}
         )
 
     def ControllerUnpublishVolume(
@@ -457,9 +453,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         if not self.controller_attach:
             raise Unimplemented("detach happens on the node (--attach-mode node)")
         volume_id = validate_volume_id(request.volume_id)
+        node_id = validate_instance_id(request.node_id) if request.node_id else ""
         with self.volume_locks.hold(volume_id):
-            if request.node_id:
-                self.attacher.detach(volume_id, request.node_id)
+            if node_id:
+                self.attacher.detach(volume_id, node_id)
             else:  # the spec's "from every node it is published to"
                 disk = self.describe(volume_id)
                 for instance_id in disk.attachments if disk is not None else ():
@@ -476,7 +473,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("volume_capabilities are required")
         disk = self.require_disk(volume_id)
         try:
-            check_capabilities(request.volume_capabilities, multi_attach=disk.multi_attach)
+            # What CreateVolume would refuse is not confirmed either: the same checks, so a
+            # capability confirmed here is one the node will mount.
+            parameters.parse(request.parameters)
+            capabilities.check_all(request.volume_capabilities, multi_attach=disk.multi_attach)
         except InvalidArgument as err:
             return csi_pb2.ValidateVolumeCapabilitiesResponse(message=err.message)
         return csi_pb2.ValidateVolumeCapabilitiesResponse(
@@ -490,6 +490,12 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     def ListVolumes(
         self, request: csi_pb2.ListVolumesRequest, context: Any = None
     ) -> csi_pb2.ListVolumesResponse:
+        """Every disk in the region, paged, with the instances it is attached to.
+
+        Not only the disks this driver created: external-attacher re-publishes every
+        VolumeAttachment whose volume the listing lacks, so hiding static volumes would
+        re-attach them every resync period.
+        """
         if request.max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         token = request.starting_token
@@ -513,7 +519,6 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 ),
             )
             for d in page.items
-            if VOLUME_NAME_TAG in d.tags
         ]
         next_token = LIST_CURSOR_PREFIX + page.next_token if page.next_token else ""
         return csi_pb2.ListVolumesResponse(entries=entries, next_token=next_token)
@@ -553,6 +558,17 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         if disk.status in healthy:
             return csi_pb2.VolumeCondition(abnormal=False, message=f"disk is {disk.status}")
         return csi_pb2.VolumeCondition(abnormal=True, message=f"disk is {disk.status}")
+
+
+def _label(request: DiskRequest) -> str:
+    level = request.performance_level
+    return f"{request.category}.{level}" if level else request.category
+
+
+def _fingerprint(attempts: Sequence[DiskRequest]) -> str:
+    """The arguments of a request's attempts, independent of order and of dict ordering."""
+    rows = sorted(json.dumps(dataclasses.asdict(a), sort_keys=True) for a in attempts)
+    return json.dumps(rows)
 
 
 def _creating(request: DiskRequest, disk_id: str) -> Disk:

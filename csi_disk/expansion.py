@@ -15,7 +15,7 @@ from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument, NotFound, OutOfRange
-from csi_disk.host.paths import validate_volume_id
+from csi_disk.volume_ids import validate_volume_id
 
 if TYPE_CHECKING:
     from csi_disk.controller import ControllerCore as _Base

@@ -21,7 +21,8 @@ from csi_disk.categories import PERFORMANCE_LEVELS
 from csi_disk.cloud.port import Disk
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument, NotFound
-from csi_disk.host.paths import validate_volume_id
+from csi_disk.parameters import MAX_PROVISIONED_IOPS, parse_count
+from csi_disk.volume_ids import validate_volume_id
 
 if TYPE_CHECKING:
     from csi_disk.controller import ControllerCore as _Base
@@ -65,10 +66,7 @@ def parse_mutable(params: Mapping[str, str]) -> Change:
         )
     iops: int | None = None
     if "provisionedIops" in params:
-        text = params["provisionedIops"]
-        if not text.isdigit():
-            raise InvalidArgument(f"parameter provisionedIops={text!r} must be a whole number")
-        iops = int(text)
+        iops = parse_count("provisionedIops", params["provisionedIops"], MAX_PROVISIONED_IOPS)
     bursting: bool | None = None
     if "burstingEnabled" in params:
         text = params["burstingEnabled"].lower()

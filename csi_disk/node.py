@@ -21,6 +21,10 @@ import grpc
 
 from csi_disk import tokens, topology
 from csi_disk.attach import Attacher
+from csi_disk.capabilities import MULTI_NODE_MODES as _MULTI_NODE_MODES
+from csi_disk.capabilities import READ_ONLY_MODES as _READ_ONLY_MODES
+from csi_disk.capabilities import SERIAL_KEY
+from csi_disk.capabilities import SINGLE_NODE_MODES as _SINGLE_NODE_MODES
 from csi_disk.cloud.port import Cloud
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
@@ -42,9 +46,9 @@ from csi_disk.host.paths import (
     make_dirs_inside,
     resolve_inside,
     validate_target_path,
-    validate_volume_id,
 )
 from csi_disk.locks import InFlight
+from csi_disk.volume_ids import validate_volume_id
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +57,6 @@ RPC = csi_pb2.NodeServiceCapability.RPC
 
 DEFAULT_MAX_VOLUMES = 15  # what the upstream driver reports when ECS does not say
 MKFS_OPTIONS_KEY = "mkfsOptions"
-SERIAL_KEY = "serial"
-
-_SINGLE_NODE_MODES = frozenset(
-    {
-        AccessMode.SINGLE_NODE_WRITER,
-        AccessMode.SINGLE_NODE_READER_ONLY,
-        AccessMode.SINGLE_NODE_SINGLE_WRITER,
-        AccessMode.SINGLE_NODE_MULTI_WRITER,
-    }
-)
-_MULTI_NODE_MODES = frozenset(
-    {
-        AccessMode.MULTI_NODE_READER_ONLY,
-        AccessMode.MULTI_NODE_SINGLE_WRITER,
-        AccessMode.MULTI_NODE_MULTI_WRITER,
-    }
-)
-_READ_ONLY_MODES = frozenset(
-    {AccessMode.SINGLE_NODE_READER_ONLY, AccessMode.MULTI_NODE_READER_ONLY}
-)
 # Flags that belong to one mount point and so are reapplied on each bind mount; the rest
 # (data=, context=, nouuid, ...) belong to the filesystem and were set when staging.
 _PER_MOUNT_FLAGS = frozenset(

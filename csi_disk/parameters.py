@@ -8,14 +8,17 @@ disk the user did not ask for.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from csi_disk import categories
+from csi_disk.capabilities import FS_TYPES
 from csi_disk.errors import InvalidArgument
 from csi_disk.tokens import VOLUME_NAME_TAG
 from csi_disk.topology import parse_zone_list
+from csi_disk.volume_ids import has_control_chars
 
 DEFAULT_TYPES = ("cloud_essd", "cloud_ssd", "cloud_efficiency")
 # Upstream's "available" means "whatever high-availability disk the zone has".
@@ -30,10 +33,17 @@ PV_NAME_TAG = "kubernetes.io/created-for/pv/name"
 DISK_TAG_PREFIX = "diskTags/"
 KMS_KEY_ANNOTATION = "alibabacloud.com/kms-key-id"
 
-FS_TYPES = ("ext4", "ext3", "xfs")
 MAX_TAGS = 20
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 128
+# ECS's ceiling for a cloud_auto disk's provisioned IOPS; ECS narrows it further by size.
+MAX_PROVISIONED_IOPS = 1_000_000
+
+# ECS id alphabets: resource groups are "rg-" + letters/digits; KMS keys are ids such as
+# "key-hzz62f1cb66fa42qo" or UUIDs; regions look like "cn-hangzhou" or "ap-southeast-1".
+_RESOURCE_GROUP_ID = re.compile(r"rg-[A-Za-z0-9]{1,64}")
+_KMS_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_REGION_ID = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+){1,4}")
 
 IMPLEMENTED = frozenset(
     {
@@ -151,12 +161,18 @@ def parse(params: Mapping[str, str] | None) -> VolumeParameters:
     params = dict(params or {})
     warnings: list[str] = []
     for key in sorted(params):
+        if has_control_chars(key):
+            raise InvalidArgument(f"unknown parameter {key[:64]!a}")
         if key in REFUSED:
             raise InvalidArgument(f"parameter {key} is not supported: {REFUSED[key]}")
         if key in IGNORED:
             warnings.append(f"parameter {key} is ignored: {IGNORED[key]}")
-        elif key not in IMPLEMENTED and not key.startswith(DISK_TAG_PREFIX):
+            continue  # never used, so never shown: kubectl's JSON may span lines
+        if key not in IMPLEMENTED and not key.startswith(DISK_TAG_PREFIX):
             raise InvalidArgument(f"unknown parameter {key!r}")
+        # Values end up in disk tags, ECS calls and messages: no line breaks or escapes.
+        if has_control_chars(params[key].replace("\t", " ")):
+            raise InvalidArgument(f"parameter {key} holds a control character")
 
     types = _parse_types(params.get("type"))
     levels = _parse_levels(params.get("performanceLevel", ""))
@@ -167,7 +183,7 @@ def parse(params: Mapping[str, str] | None) -> VolumeParameters:
         )
     zones = parse_zone_list(params.get("zoneId", params.get("zoneid", "")))
     encrypted = _parse_bool(params, "encrypted", False)
-    kms = params.get(KMS_KEY_ANNOTATION) or params.get("kmsKeyId", "")
+    kms = _parse_id(params, (KMS_KEY_ANNOTATION, "kmsKeyId"), _KMS_KEY_ID, "a KMS key id")
     if kms and not encrypted:
         raise InvalidArgument(f"parameter kmsKeyId={kms} needs encrypted=true")
     iops = _parse_iops(params.get("provisionedIops"))
@@ -187,10 +203,12 @@ def parse(params: Mapping[str, str] | None) -> VolumeParameters:
         types=types,
         performance_levels=levels,
         zone_ids=tuple(zones),
-        region_id=params.get("regionId", "").strip(),
+        region_id=_parse_id(params, ("regionId",), _REGION_ID, "an ECS region id"),
         encrypted=encrypted,
         kms_key_id=kms,
-        resource_group_id=params.get("resourceGroupId", "").strip(),
+        resource_group_id=_parse_id(
+            params, ("resourceGroupId",), _RESOURCE_GROUP_ID, "a resource group id (rg-...)"
+        ),
         tags=_parse_tags(params),
         multi_attach=_parse_bool(params, "multiAttach", False),
         provisioned_iops=iops,
@@ -246,16 +264,38 @@ def _parse_bool(params: Mapping[str, str], key: str, default: bool | None) -> bo
     raise InvalidArgument(f"parameter {key}={params[key]} is not a boolean (true or false)")
 
 
+def parse_count(key: str, value: str, maximum: int) -> int:
+    """A whole number of ASCII digits up to ``maximum``; INVALID_ARGUMENT naming ``key``.
+
+    ``int()`` alone would take other scripts' digits, signs, underscores and whitespace.
+    """
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise InvalidArgument(f"parameter {key}={value[:40]!a} is not a whole number")
+    number = int(text)
+    if number > maximum:
+        raise InvalidArgument(f"parameter {key}={number} exceeds {maximum}")
+    return number
+
+
 def _parse_iops(value: str | None) -> int | None:
     if value is None:
         return None
-    try:
-        iops = int(value.strip(), 10)
-    except ValueError:
-        raise InvalidArgument(f"parameter provisionedIops={value} is not an integer") from None
-    if iops < 0:
-        raise InvalidArgument(f"parameter provisionedIops={value} must not be negative")
-    return iops
+    return parse_count("provisionedIops", value, MAX_PROVISIONED_IOPS)
+
+
+def _parse_id(
+    params: Mapping[str, str], keys: tuple[str, ...], pattern: re.Pattern[str], what: str
+) -> str:
+    """The first of ``keys`` that is set, checked against an ECS id alphabet; "" when none."""
+    for key in keys:
+        value = params.get(key, "").strip()
+        if not value:
+            continue
+        if has_control_chars(value) or pattern.fullmatch(value) is None:
+            raise InvalidArgument(f"parameter {key}={value[:64]!a} is not {what}")
+        return value
+    return ""
 
 
 def _parse_fs_type(params: Mapping[str, str]) -> str:

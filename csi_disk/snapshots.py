@@ -1,4 +1,4 @@
-"""CSI snapshots: CreateSnapshot, DeleteSnapshot, ListSnapshots and volumes restored from one.
+"""CSI snapshots: Create, Delete, Get and ListSnapshots, and volumes restored from one.
 
 A mixin in front of ``ControllerCore``. Idempotency follows volumes: the ECS ClientToken is
 derived from the CSI snapshot name and the snapshot carries the name as a tag, so a retry
@@ -30,8 +30,14 @@ from csi_disk.errors import (
     OutOfRange,
     Unimplemented,
 )
-from csi_disk.host.paths import validate_volume_id
+from csi_disk.parameters import parse_count
 from csi_disk.tokens import client_token
+from csi_disk.volume_ids import (
+    has_control_chars,
+    validate_name,
+    validate_snapshot_id,
+    validate_volume_id,
+)
 
 if TYPE_CHECKING:
     from csi_disk.controller import ControllerCore as _Base
@@ -44,7 +50,7 @@ RPC = csi_pb2.ControllerServiceCapability.RPC
 
 SNAPSHOT_NAME_TAG = "csi.alibabacloud.com/snapshot-name"
 SNAPSHOT_CURSOR_PREFIX = "s1:"
-MAX_NAME_LENGTH = 128
+MAX_RETENTION_DAYS = 65536
 
 # What external-snapshotter adds with --extra-create-metadata, and the disk tags they become.
 SNAPSHOTTER_TAGS = {
@@ -66,20 +72,6 @@ IGNORED = {
 }
 
 _SNAPSHOT_NAME = re.compile(r"[a-zA-Z\u4e00-\u9fa5][\w.:-]{1,127}")
-_SNAPSHOT_ID = re.compile(r"s-[a-z0-9]{1,62}")
-
-
-def validate_snapshot_id(snapshot_id: str, field: str = "snapshot_id") -> str:
-    """``snapshot_id`` when it is shaped like an ECS snapshot id, else INVALID_ARGUMENT
-    (a well-formed id naming no snapshot is the caller's NOT_FOUND or empty answer)."""
-    if not snapshot_id:
-        raise InvalidArgument(f"{field} is required")
-    if _SNAPSHOT_ID.fullmatch(snapshot_id) is None:
-        raise InvalidArgument(
-            f"{field} {snapshot_id[:80]!r} is not an ECS snapshot id (s- and lowercase "
-            "letters or digits)"
-        )
-    return snapshot_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +87,14 @@ def parse_parameters(params: Mapping[str, str]) -> SnapshotParameters:
     warnings: list[str] = []
     retention: int | None = None
     for key, value in sorted(params.items()):
+        if has_control_chars(key) or has_control_chars(value):
+            raise InvalidArgument(f"snapshot parameter {key[:64]!a} holds a control character")
         if key in SNAPSHOTTER_TAGS:
             tags[SNAPSHOTTER_TAGS[key]] = value
         elif key == RETENTION_DAYS_KEY:
-            if not value.isdigit() or not 1 <= int(value) <= 65536:
-                raise InvalidArgument(f"parameter {key}={value!r} must be a number of days")
-            retention = int(value)
+            retention = parse_count(key, value, MAX_RETENTION_DAYS)
+            if retention < 1:
+                raise InvalidArgument(f"parameter {key}={value!r} must be at least one day")
         elif key in IGNORED:
             warnings.append(f"parameter {key} is ignored: {IGNORED[key]}")
         else:
@@ -136,7 +130,12 @@ class SnapshotsMixin(_Base):
     """Snapshots for ``ControllerService``; relies on ``ControllerCore``'s helpers."""
 
     def capability_types(self) -> list[int]:
-        return [*super().capability_types(), RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS]
+        return [
+            *super().capability_types(),
+            RPC.CREATE_DELETE_SNAPSHOT,
+            RPC.LIST_SNAPSHOTS,
+            RPC.GET_SNAPSHOT,
+        ]
 
     def describe_snapshot(self, snapshot_id: str) -> Snapshot | None:
         page = self.cloud.describe_snapshots(snapshot_ids=[snapshot_id], max_results=10)
@@ -199,11 +198,7 @@ class SnapshotsMixin(_Base):
     def CreateSnapshot(
         self, request: csi_pb2.CreateSnapshotRequest, context: Any = None
     ) -> csi_pb2.CreateSnapshotResponse:
-        name = request.name
-        if not name:
-            raise InvalidArgument("name is required")
-        if len(name.encode("utf-8")) > MAX_NAME_LENGTH:
-            raise InvalidArgument(f"name is longer than {MAX_NAME_LENGTH} bytes")
+        name = validate_name(request.name)
         source = validate_volume_id(request.source_volume_id, "source_volume_id")
         params = parse_parameters(request.parameters)
         for warning in params.warnings:
@@ -278,6 +273,18 @@ class SnapshotsMixin(_Base):
             else:
                 log.info("DeleteSnapshot: snapshot %s deleted", snapshot_id)
         return csi_pb2.DeleteSnapshotResponse()
+
+    # --- GetSnapshot -----------------------------------------------------------------------
+
+    def GetSnapshot(
+        self, request: csi_pb2.GetSnapshotRequest, context: Any = None
+    ) -> csi_pb2.GetSnapshotResponse:
+        """One snapshot by id; NOT_FOUND once it is gone (the snapshotter then stops asking)."""
+        snapshot_id = validate_snapshot_id(request.snapshot_id)
+        snap = self.describe_snapshot(snapshot_id)
+        if snap is None:
+            raise NotFound(f"snapshot {snapshot_id} does not exist")
+        return csi_pb2.GetSnapshotResponse(snapshot=snapshot_message(snap))
 
     # --- ListSnapshots ---------------------------------------------------------------------
 

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from csi_disk.capabilities import SERIAL_KEY
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.cloud.port import DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
-from csi_disk.controller import PUBLISH_SERIAL_KEY, ControllerService
+from csi_disk.controller import ControllerService
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import (
     Aborted,
@@ -219,6 +220,169 @@ def test_create_all_categories_exhausted(ctl: ControllerService, cloud: InMemory
     assert cloud.disks == {}
 
 
+def exhaust(cloud: InMemoryCloud, zone: str, *cats: str) -> None:
+    for category in cats or ("cloud_essd", "cloud_ssd", "cloud_efficiency"):
+        cloud.stock[(zone, category)] = 0
+
+
+def test_create_falls_back_to_the_next_zone(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    """Immediate binding: the provisioner's zone order is fixed, so the first zone being out
+    of stock must not make the volume impossible forever."""
+    exhaust(cloud, ZONE_H)
+    vol = ctl.CreateVolume(create_request(requisite=[ZONE_H, ZONE_I])).volume
+    disk = cloud.disk(vol.volume_id)
+    assert (disk.zone, disk.category) == (ZONE_I, "cloud_essd")
+    assert [dict(t.segments) for t in vol.accessible_topology] == [{ZONE_KEY: ZONE_I}]
+    assert [(r.zone, r.category) for r in created_requests(cloud)] == [
+        (ZONE_H, "cloud_essd"),
+        (ZONE_H, "cloud_ssd"),
+        (ZONE_H, "cloud_efficiency"),
+        (ZONE_I, "cloud_essd"),
+    ]
+    assert {r.client_token for r in created_requests(cloud)} == {client_token("pvc-1")}
+
+
+def test_create_tries_every_category_in_a_zone_before_the_next_zone(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    exhaust(cloud, ZONE_H, "cloud_essd")
+    vol = ctl.CreateVolume(create_request(preferred=[ZONE_H], requisite=[ZONE_I, ZONE_H])).volume
+    assert (cloud.disk(vol.volume_id).zone, cloud.disk(vol.volume_id).category) == (
+        ZONE_H,
+        "cloud_ssd",
+    )
+
+
+def test_create_every_zone_exhausted(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    exhaust(cloud, ZONE_H)
+    exhaust(cloud, ZONE_I)
+    with pytest.raises(ResourceExhausted) as err:
+        ctl.CreateVolume(create_request(requisite=[ZONE_H, ZONE_I]))
+    assert ZONE_H in err.value.message and ZONE_I in err.value.message
+    assert cloud.calls["create_disk"] == 6 and cloud.disks == {}
+
+
+def test_create_strict_topology_stays_in_its_zone(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    exhaust(cloud, ZONE_H)
+    with pytest.raises(ResourceExhausted):
+        ctl.CreateVolume(create_request(preferred=[ZONE_H], requisite=[ZONE_H]))
+    assert {r.zone for r in created_requests(cloud)} == {ZONE_H}
+    assert cloud.disks == {}
+
+
+@pytest.mark.parametrize("tag_lookup_lags", [False, True])
+def test_create_retry_after_zone_fallback_finds_the_disk(
+    cloud: InMemoryCloud, waiter: DiskWaiter, tag_lookup_lags: bool
+) -> None:
+    """The reply was lost; on the retry the first zone has stock again. The token is bound
+    to the second zone's arguments, so the first zone answers IdempotentParameterMismatch
+    instead of making a second disk, and the retry finds the first disk."""
+    exhaust(cloud, ZONE_H)
+    request = create_request(requisite=[ZONE_H, ZONE_I])
+    first = make(cloud, waiter).CreateVolume(request).volume
+    cloud.stock.clear()
+    if tag_lookup_lags:
+        cloud.find_disks = lambda **_: port.Page([])  # type: ignore[method-assign]
+    retry = make(cloud, waiter).CreateVolume(request).volume  # a new process: nothing cached
+    assert retry.volume_id == first.volume_id
+    assert len(cloud.disks) == 1 and cloud.disk(retry.volume_id).zone == ZONE_I
+    assert {r.client_token for r in created_requests(cloud)} == {client_token("pvc-1")}
+
+
+def test_create_reused_name_falls_back_across_zones_idempotently(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    """A name whose disk was deleted comes back with other arguments: the derived token is
+    the same whichever zone has stock, so a retry never makes a second disk."""
+    stale = DiskRequest(zone=ZONE_H, category="cloud_ssd", size_gib=99, client_token="n:pvc-1")
+    cloud.tokens["n:pvc-1"] = (stale, "d-gone")
+    exhaust(cloud, ZONE_H)
+    request = create_request(requisite=[ZONE_H, ZONE_I])
+    first = make(cloud, waiter).CreateVolume(request).volume
+    assert cloud.disk(first.volume_id).zone == ZONE_I
+    cloud.stock.clear()
+    cloud.find_disks = lambda **_: port.Page([])  # type: ignore[method-assign]
+    retry = make(cloud, waiter).CreateVolume(request).volume
+    assert retry.volume_id == first.volume_id and len(cloud.disks) == 1
+
+
+def test_create_unknown_zone_is_invalid_argument(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    """NOT_FOUND from CreateVolume would claim the content source is missing."""
+    with pytest.raises(InvalidArgument, match="cn-hangzhou-x") as err:
+        ctl.CreateVolume(create_request(params={"zoneId": "cn-hangzhou-x"}))
+    assert "zoneId" in err.value.message
+    assert cloud.disks == {}
+
+
+def test_create_requisite_without_zone_key_is_invalid(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    req = create_request()
+    req.accessibility_requirements.requisite.add().segments["example.com/rack"] = "r1"
+    with pytest.raises(InvalidArgument, match="requisite"):
+        ctl.CreateVolume(req)
+    assert cloud.calls["create_disk"] == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a/../b\n\x00c",
+        "pvc-1\nINFO forged line",
+        "pvc-1\r",
+        "pvc-\u2028x",
+        "pvc-\u202ex",
+        "\x7f",
+        "\u00e9" * 65,  # 130 bytes
+    ],
+)
+def test_create_refuses_names_that_could_forge_logs_or_tags(
+    ctl: ControllerService,
+    cloud: InMemoryCloud,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    caplog.set_level("DEBUG")
+    with pytest.raises(InvalidArgument, match="name") as err:
+        ctl.CreateVolume(create_request(name=name))
+    assert cloud.calls["create_disk"] == 0 and cloud.calls["find_disks"] == 0
+    assert name not in err.value.message
+    assert all(name not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["pvc-0d6e3c2a-7a5e-4c6b-9d0e-2f0b1b7e9a11", "x" * 128, "数据卷-1", "a b:c/d", " spaced "],
+)
+def test_create_accepts_printable_names(
+    ctl: ControllerService, cloud: InMemoryCloud, name: str
+) -> None:
+    vol = ctl.CreateVolume(create_request(name=name)).volume
+    assert cloud.disk(vol.volume_id).tags[VOLUME_NAME_TAG] == name
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"resourceGroupId": "rg-x/../y"}, "resourceGroupId"),
+        ({"encrypted": "true", "kmsKeyId": "k\x00"}, "kmsKeyId"),
+        ({"type": "cloud_auto", "provisionedIops": "\u0663\u0660\u0660\u0660"}, "provisionedIops"),
+        ({"type": "cloud_auto", "provisionedIops": "99999999"}, "provisionedIops"),
+        ({"zoneId": "cn-hangzhou-h/.."}, "zoneId"),
+    ],
+)
+def test_create_checks_parameter_shapes_before_ecs(
+    ctl: ControllerService, cloud: InMemoryCloud, params: dict[str, str], match: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        ctl.CreateVolume(create_request(params=params))
+    assert cloud.calls["create_disk"] == 0
+
+
 def test_create_other_errors_do_not_fall_back(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     cloud.fail("create_disk", ecs_error("Throttling.User"))
     with pytest.raises(Unavailable):
@@ -299,9 +463,14 @@ def test_create_mismatched_token_without_disk_retries_with_a_derived_token(
     cloud.tokens["n:pvc-1"] = (stale, "d-gone")
     vol = ctl.CreateVolume(create_request()).volume
     assert cloud.disk(vol.volume_id).tags[VOLUME_NAME_TAG] == "pvc-1"
-    first, derived = [r.client_token for r in created_requests(cloud)]
-    assert first == "n:pvc-1"
+    *first, derived = [r.client_token for r in created_requests(cloud)]
+    # Every attempt is asked under the name's token before a derived one is used.
+    assert first == ["n:pvc-1"] * 3
     assert derived.startswith("h:")  # never empty: the cloud port refuses a tokenless create
+    # A retry (new process: nothing remembered; tag lookup lagging) finds the same disk.
+    cloud.find_disks = lambda **_: port.Page([])  # type: ignore[method-assign]
+    again = make(cloud, ctl.waiter).CreateVolume(create_request()).volume
+    assert again.volume_id == vol.volume_id and len(cloud.disks) == 1
 
 
 def test_create_waits_out_creating(ctl: ControllerService, cloud: InMemoryCloud) -> None:
@@ -461,7 +630,7 @@ def test_publish_attaches_and_returns_serial(ctl: ControllerService, cloud: InMe
     cloud.latency = 2
     disk = cloud.add_disk()
     resp = publish(ctl, disk.id, "i-h1")
-    assert resp.publish_context[PUBLISH_SERIAL_KEY] == disk.id.removeprefix("d-")
+    assert resp.publish_context[SERIAL_KEY] == disk.id.removeprefix("d-")
     assert cloud.disk(disk.id).attachments == ("i-h1",)
     assert cloud.disk(disk.id).status == port.IN_USE
     publish(ctl, disk.id, "i-h1")
@@ -620,10 +789,11 @@ def test_validate_volume_capabilities(ctl: ControllerService, cloud: InMemoryClo
         ctl.ValidateVolumeCapabilities(csi_pb2.ValidateVolumeCapabilitiesRequest(volume_id=disk.id))
 
 
-def test_list_volumes_pages_driver_disks(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+def test_list_volumes_pages_every_disk(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    """Static volumes too: external-attacher re-publishes whatever the listing lacks."""
     ours = [cloud.add_disk(tags={VOLUME_NAME_TAG: "v0"}, status=port.IN_USE, attachments=("i-h1",))]
     ours += [cloud.add_disk(tags={VOLUME_NAME_TAG: f"v{i}"}) for i in range(1, 5)]
-    cloud.add_disk(tags={"other": "x"})
+    ours += [cloud.add_disk(tags={"other": "x"}, status=port.IN_USE, attachments=("i-h2",))]
     seen: dict[str, list[str]] = {}
     token = ""
     pages = 0
@@ -638,6 +808,7 @@ def test_list_volumes_pages_driver_disks(ctl: ControllerService, cloud: InMemory
             break
     assert set(seen) == {d.id for d in ours}
     assert seen[ours[0].id] == ["i-h1"]
+    assert seen[ours[-1].id] == ["i-h2"]
     assert pages >= 3
 
 
@@ -674,3 +845,96 @@ def test_capabilities(cloud: InMemoryCloud, waiter: DiskWaiter, mode: str) -> No
         RPC.SINGLE_NODE_MULTI_WRITER,
     } <= types
     assert (RPC.PUBLISH_UNPUBLISH_VOLUME in types) == (mode == "controller")
+
+
+def validate(
+    ctl: ControllerService,
+    volume_id: str,
+    caps: list[csi_pb2.VolumeCapability],
+    params: dict[str, str] | None = None,
+) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
+    return ctl.ValidateVolumeCapabilities(
+        csi_pb2.ValidateVolumeCapabilitiesRequest(
+            volume_id=volume_id, volume_capabilities=caps, parameters=params or {}
+        )
+    )
+
+
+def flagged_cap(*flags: str, group: str = "") -> csi_pb2.VolumeCapability:
+    cap = mount_cap()
+    cap.mount.mount_flags.extend(flags)
+    cap.mount.volume_mount_group = group
+    return cap
+
+
+@pytest.mark.parametrize(
+    ("caps", "params", "match"),
+    [
+        ([flagged_cap("bind,remount")], None, "bind"),
+        ([flagged_cap("x;y")], None, "x;y"),
+        ([flagged_cap("noatime\nro")], None, "control"),
+        ([flagged_cap(group="1000")], None, "volume_mount_group"),
+        ([mount_cap(fs="btrfs")], None, "btrfs"),
+        ([mount_cap()], {"foo": "bar"}, "foo"),
+        ([mount_cap()], {"type": "cloud_unknown"}, "cloud_unknown"),
+        ([mount_cap(), mount_cap(Mode.MULTI_NODE_READER_ONLY)], None, "block"),
+    ],
+)
+def test_validate_does_not_confirm_what_the_node_refuses(
+    ctl: ControllerService,
+    cloud: InMemoryCloud,
+    caps: list[csi_pb2.VolumeCapability],
+    params: dict[str, str] | None,
+    match: str,
+) -> None:
+    disk = cloud.add_disk()
+    resp = validate(ctl, disk.id, caps, params)
+    assert not resp.HasField("confirmed")
+    assert match in resp.message
+
+
+def test_validate_confirms_what_the_node_serves(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk(multi_attach=True)
+    caps = [
+        flagged_cap("noatime", "nodiscard,nosuid"),
+        mount_cap(Mode.SINGLE_NODE_MULTI_WRITER, fs="XFS"),
+        block_cap(Mode.MULTI_NODE_MULTI_WRITER),
+    ]
+    params = {"type": "cloud_essd", "csi.storage.k8s.io/pvc/name": "data"}
+    resp = validate(ctl, disk.id, caps, params)
+    assert list(resp.confirmed.volume_capabilities) == caps
+    assert dict(resp.confirmed.parameters) == params
+
+
+@pytest.mark.parametrize("node_id", ["i-x/../y", "i-h1\n", "node-1", "I-ABC", "i-"])
+def test_publish_refuses_malformed_node_ids_before_ecs(
+    ctl: ControllerService, cloud: InMemoryCloud, node_id: str
+) -> None:
+    disk = cloud.add_disk()
+    calls = sum(cloud.calls.values())
+    with pytest.raises(InvalidArgument, match="node_id"):
+        ctl.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=disk.id, node_id=node_id, volume_capability=mount_cap()
+            )
+        )
+    with pytest.raises(InvalidArgument, match="node_id"):
+        ctl.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=disk.id, node_id=node_id)
+        )
+    assert sum(cloud.calls.values()) == calls
+
+
+def test_publish_refuses_mount_flags_the_node_refuses(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk()
+    with pytest.raises(InvalidArgument, match="bind"):
+        ctl.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=disk.id, node_id="i-h1", volume_capability=flagged_cap("bind")
+            )
+        )
+    assert cloud.calls["attach_disk"] == 0

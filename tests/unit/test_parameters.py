@@ -90,9 +90,15 @@ def test_kms_needs_encryption_and_annotation_wins() -> None:
 def test_provisioned_iops() -> None:
     p = parse({"type": "cloud_auto", "provisionedIops": "5000"})
     assert p.provisioned_iops == 5000 and p.warnings == ()
-    for bad in ("-1", "lots", "1.5"):
-        with pytest.raises(InvalidArgument, match=f"provisionedIops={bad}"):
+    assert parse({"type": "cloud_auto", "provisionedIops": " 0 "}).provisioned_iops == 0
+    limit = parameters.MAX_PROVISIONED_IOPS
+    assert parse({"provisionedIops": str(limit)}).provisioned_iops == limit
+    # int() would take the signs, underscores and other scripts' digits.
+    for bad in ("-1", "+5", "lots", "1.5", "1_000", "\u0663\u0660\u0660", "\u00b2", "9" * 40):
+        with pytest.raises(InvalidArgument, match=r"provisionedIops=.* is not a whole number"):
             parse({"provisionedIops": bad})
+    with pytest.raises(InvalidArgument, match=f"exceeds {limit}"):
+        parse({"provisionedIops": str(limit + 1)})
 
 
 def test_iops_on_a_category_without_it_warns() -> None:
@@ -208,10 +214,69 @@ def test_parse_either_succeeds_or_names_a_key(params: dict[str, str]) -> None:
     try:
         result = parse(params)
     except InvalidArgument as err:
-        assert any(k in err.message or repr(k) in err.message for k in params) or (
-            "tag" in err.message
-        )
+        assert any(
+            k in err.message or repr(k) in err.message or ascii(k[:64]) in err.message
+            for k in params
+        ) or ("tag" in err.message)
         return
     for key in params:
         assert key in known or key.startswith("diskTags/")
     assert result.types
+
+
+def test_ids_keep_to_their_ecs_alphabets() -> None:
+    p = parse(
+        {
+            "resourceGroupId": "rg-acfmzw2jz2z",
+            "encrypted": "true",
+            "kmsKeyId": "0e478b7a-4262-4802-b8cb-00d3fb40826e",
+            "regionId": "ap-southeast-1",
+        }
+    )
+    assert (p.resource_group_id, p.kms_key_id, p.region_id) == (
+        "rg-acfmzw2jz2z",
+        "0e478b7a-4262-4802-b8cb-00d3fb40826e",
+        "ap-southeast-1",
+    )
+    assert parse({"encrypted": "true", "kmsKeyId": "key-hzz62f1cb66fa42qo"}).kms_key_id
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("resourceGroupId", "rg-a/../b"),
+        ("resourceGroupId", "default"),
+        ("resourceGroupId", "rg-\u0661\u0662"),
+        ("kmsKeyId", "../../etc/passwd"),
+        ("kmsKeyId", "key..1"),
+        ("kmsKeyId", "alias/mine"),
+        ("regionId", "cn hangzhou"),
+        ("regionId", "CN-HANGZHOU"),
+    ],
+)
+def test_malformed_ids_are_invalid(key: str, value: str) -> None:
+    with pytest.raises(InvalidArgument, match=key):
+        parse({key: value, "encrypted": "true"})
+
+
+@pytest.mark.parametrize("key", ["resourceGroupId", "kmsKeyId", "diskTags", "mkfsOptions"])
+def test_control_characters_in_values_are_invalid(key: str) -> None:
+    with pytest.raises(InvalidArgument, match=f"{key} holds a control character"):
+        parse({key: "a:b\nforged log line", "encrypted": "true"})
+    with pytest.raises(InvalidArgument, match="control character"):
+        parse({key: "a:b\x00", "encrypted": "true"})
+
+
+def test_ignored_keys_may_hold_anything() -> None:
+    """kubectl's last-applied JSON ends with a newline; its value is never used or shown."""
+    p = parse({"kubectl.kubernetes.io/last-applied-configuration": '{"a": 1}\n'})
+    assert p.warnings
+
+
+def test_fs_types_are_the_capability_ones() -> None:
+    from csi_disk.capabilities import FS_TYPES
+
+    for fs in FS_TYPES:
+        assert parse({"fsType": fs}).fs_type == fs
+    with pytest.raises(InvalidArgument):
+        parse({"fsType": "btrfs"})

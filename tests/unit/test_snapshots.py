@@ -78,7 +78,12 @@ def restore_request(
 def test_capabilities_advertise_snapshots(ctl: ControllerService) -> None:
     resp = ctl.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest())
     types = {c.rpc.type for c in resp.capabilities}
-    assert {RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS, RPC.CREATE_DELETE_VOLUME} <= types
+    assert {
+        RPC.CREATE_DELETE_SNAPSHOT,
+        RPC.LIST_SNAPSHOTS,
+        RPC.GET_SNAPSHOT,
+        RPC.CREATE_DELETE_VOLUME,
+    } <= types
     assert RPC.CLONE_VOLUME not in types
 
 
@@ -135,8 +140,11 @@ def test_parameters_retention_and_upstream_keys() -> None:
     parsed = parse_parameters({"retentionDays": "7", "instantAccess": "true", **SNAPSHOTTER})
     assert parsed.retention_days == 7
     assert any("instantAccess" in w for w in parsed.warnings)
-    with pytest.raises(InvalidArgument, match="retentionDays"):
-        parse_parameters({"retentionDays": "never"})
+    for bad in ("never", "0", "-1", "\u0667", "\u00b2", "65537", "1e3"):
+        with pytest.raises(InvalidArgument, match="retentionDays"):
+            parse_parameters({"retentionDays": bad})
+    with pytest.raises(InvalidArgument, match="control character"):
+        parse_parameters({"csi.storage.k8s.io/volumesnapshot/name": "a\nforged"})
 
 
 def test_delete_snapshot_is_idempotent_and_forces(
@@ -211,3 +219,35 @@ def test_restore_errors(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     with pytest.raises(Aborted, match="not ready"):
         ctl.CreateVolume(restore_request(snap.snapshot_id))
     assert cloud.calls["create_disk"] == 0
+
+
+def test_get_snapshot_by_id(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    disk = cloud.add_disk(size_gib=30)
+    made = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
+    got = ctl.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id=made.snapshot_id)).snapshot
+    assert (got.snapshot_id, got.source_volume_id, got.size_bytes, got.ready_to_use) == (
+        made.snapshot_id,
+        disk.id,
+        30 * GIB,
+        True,
+    )
+    cloud.snapshots[made.snapshot_id] = dataclasses.replace(
+        cloud.snapshots[made.snapshot_id], status=port.SNAPSHOT_PROGRESSING
+    )
+    req = csi_pb2.GetSnapshotRequest(snapshot_id=made.snapshot_id)
+    assert not ctl.GetSnapshot(req).snapshot.ready_to_use
+    ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=made.snapshot_id))
+    with pytest.raises(NotFound, match=made.snapshot_id):
+        ctl.GetSnapshot(req)
+    for bad in ("", "s-a/../b", "d-bp1", "s-x\n"):
+        with pytest.raises(InvalidArgument, match="snapshot_id"):
+            ctl.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id=bad))
+
+
+def test_create_snapshot_refuses_control_characters_in_the_name(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    disk = cloud.add_disk()
+    with pytest.raises(InvalidArgument, match="name"):
+        ctl.CreateSnapshot(snap_request(disk.id, name="snap\nINFO forged"))
+    assert cloud.calls["create_snapshot"] == 0 and cloud.calls["describe_snapshots"] == 0

@@ -171,3 +171,89 @@ def test_name_reused_after_delete_gets_a_new_disk(
     with start_controller(fast, name="reuse") as other:
         repeat = other.controller.CreateVolume(create_request(name, second_gib), timeout=30)
     assert repeat.volume.volume_id == again.volume.volume_id
+
+
+def exhaust(info: EmulatorInfo, zone: str, categories: tuple[str, ...]) -> None:
+    for category in categories:
+        info.admin("POST", "/stock", {"zone": zone, "category": category, "count": 0})
+
+
+def test_first_zone_out_of_stock_falls_back_to_the_next(
+    fast: EmulatorInfo, start_controller: StartController
+) -> None:
+    """Immediate binding fixes the provisioner's zone order: the first zone running dry must
+    not fail the volume while another requisite zone has stock. The retry (reply lost, new
+    process, stock back in the first zone) finds the same disk instead of making a second."""
+    first_zone, second_zone = fast.zones[0], fast.zones[1]
+    types = ("cloud_essd", "cloud_ssd")
+    exhaust(fast, first_zone, types)
+    request = create_request(
+        "zone-fallback",
+        params={"type": ",".join(types)},
+        preferred=[{ZONE_KEY: first_zone}, {ZONE_KEY: second_zone}],
+        requisite=[{ZONE_KEY: first_zone}, {ZONE_KEY: second_zone}],
+    )
+    with start_controller(fast, name="zones-1") as one:
+        first = one.controller.CreateVolume(request, timeout=30).volume
+    assert dict(first.accessible_topology[0].segments) == {ZONE_KEY: second_zone}
+    assert disk_row(fast, first.volume_id)["zone"] == second_zone
+    fast.admin("DELETE", "/faults")
+    for category in types:
+        fast.admin("POST", "/stock", {"zone": first_zone, "category": category, "count": None})
+    with start_controller(fast, name="zones-2") as two:
+        again = two.controller.CreateVolume(request, timeout=30).volume
+    assert again.volume_id == first.volume_id
+    assert [r["id"] for r in disks_named(fast, "zone-fallback")] == [first.volume_id]
+
+
+def test_every_requisite_zone_exhausted_is_resource_exhausted(
+    daemon: Daemon, fast: EmulatorInfo
+) -> None:
+    types = ("cloud_essd", "cloud_ssd")
+    for zone in fast.zones[:2]:
+        exhaust(fast, zone, types)
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.controller.CreateVolume(
+            create_request(
+                "all-dry",
+                params={"type": ",".join(types)},
+                requisite=[{ZONE_KEY: z} for z in fast.zones[:2]],
+            ),
+            timeout=30,
+        )
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert all(zone in err.value.details() for zone in fast.zones[:2])
+    assert disks_named(fast, "all-dry") == []
+
+
+def test_unknown_zone_is_invalid_argument_naming_it(daemon: Daemon, fast: EmulatorInfo) -> None:
+    zone = f"{fast.region}-zz"
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.controller.CreateVolume(
+            create_request("nowhere", params={"zoneId": zone}), timeout=30
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert zone in err.value.details() and "zoneId" in err.value.details()
+
+
+def test_requisite_without_zone_is_invalid_argument(daemon: Daemon, fast: EmulatorInfo) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.controller.CreateVolume(
+            create_request("no-zone-key", requisite=[{"example.com/rack": "r1"}]), timeout=30
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert disks_named(fast, "no-zone-key") == []
+
+
+def test_name_with_control_characters_never_reaches_ecs_or_the_log(
+    daemon: Daemon, fast: EmulatorInfo
+) -> None:
+    name = "a/../b\nINFO forged\x00c"
+    with pytest.raises(grpc.RpcError) as err:
+        daemon.controller.CreateVolume(create_request(name), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "\n" not in err.value.details()
+    # The request may be logged, escaped; no line may start with the forged text.
+    assert not [line for line in daemon.log().splitlines() if line.startswith("INFO forged")]
+    assert "\x00" not in daemon.log()
+    assert disks_named(fast, name) == []
