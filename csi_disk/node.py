@@ -48,6 +48,7 @@ from csi_disk.host.paths import (
     validate_target_path,
 )
 from csi_disk.locks import InFlight
+from csi_disk.parameters import OMIT_FSCK_KEY
 from csi_disk.volume_ids import validate_volume_id
 
 log = logging.getLogger(__name__)
@@ -355,10 +356,14 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if not wanted.block:
             text = request.volume_context.get(MKFS_OPTIONS_KEY, "")
             mkfs_options = filesystems.parse_mkfs_options(text, wanted.fstype) if text else []
+        omit = request.volume_context.get(OMIT_FSCK_KEY, "").strip().lower()
+        omit_fsck = omit in ("true", "yes", "1")
         with self._locks.hold(disk_id):
             device = self._attached_device(disk_id, request.publish_context.get(SERIAL_KEY, ""))
             if not wanted.block:
-                self._stage_filesystem(disk_id, device, staging, wanted, mkfs_options)
+                self._stage_filesystem(
+                    disk_id, device, staging, wanted, mkfs_options, omit_fsck=omit_fsck
+                )
         return csi_pb2.NodeStageVolumeResponse()
 
     def _attached_device(self, disk_id: str, serial: str) -> Path:
@@ -392,6 +397,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         staging: Path,
         wanted: _Request,
         mkfs_options: list[str],
+        *,
+        omit_fsck: bool = False,
     ) -> None:
         existing = self._host.find_mount(staging)
         if existing is not None:
@@ -415,7 +422,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         else:
             fstype = self._existing_fstype(disk_id, found, wanted.fstype)
         if not fresh:
-            self._host.fsck(device, fstype)
+            self._check_before_mount(disk_id, device, fstype, wanted, omit_fsck)
             if fstype in ("ext3", "ext4") and "ro" not in wanted.flags:
                 self._grow_unmounted_ext(disk_id, device, fstype)
         options = list(wanted.flags)
@@ -428,6 +435,19 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if not fresh and "ro" not in options:
             failpoint("stage:before-grow")
             self._grow_staged(disk_id, device, staging, fstype)
+
+    def _check_before_mount(
+        self, disk_id: str, device: Path, fstype: str, wanted: _Request, omit_fsck: bool
+    ) -> None:
+        """Let fsck repair an unmounted filesystem, unless the StorageClass said not to
+        (``omitfsck``) or the capability is read-only: a read-only volume must come back
+        exactly as it was, and repairing writes to it."""
+        if omit_fsck:
+            log.info("disk %s: not checking %s (omitfsck)", disk_id, fstype)
+        elif wanted.read_only or "ro" in wanted.flags:
+            log.info("disk %s: not checking %s, the capability is read-only", disk_id, fstype)
+        else:
+            self._host.fsck(device, fstype)
 
     def _grow_unmounted_ext(self, disk_id: str, device: Path, fstype: str) -> None:
         """Grow an ext filesystem smaller than its disk (restored or resized while detached)

@@ -32,6 +32,8 @@ PVC_NAMESPACE_TAG = "kubernetes.io/created-for/pvc/namespace"
 PV_NAME_TAG = "kubernetes.io/created-for/pv/name"
 DISK_TAG_PREFIX = "diskTags/"
 KMS_KEY_ANNOTATION = "alibabacloud.com/kms-key-id"
+# Also the volume context key the node reads: "true" skips e2fsck before mounting.
+OMIT_FSCK_KEY = "omitfsck"
 
 MAX_TAGS = 20
 MAX_TAG_KEY = 128
@@ -64,6 +66,7 @@ IMPLEMENTED = frozenset(
         "fsType",
         "csi.storage.k8s.io/fstype",
         "mkfsOptions",
+        OMIT_FSCK_KEY,
         PVC_NAME_KEY,
         PVC_NAMESPACE_KEY,
         PV_NAME_KEY,
@@ -76,7 +79,6 @@ IGNORED = {
     "volumeExpandAutoSnapshot": "obsolete upstream too: it has no effect",
     "volumeDeleteSnapshotRetentionDays": "snapshots before delete are not taken by this driver",
     "sysConfig": "block-device sysfs tuning is not applied by this driver",
-    "omitfsck": "this driver never runs fsck on stage",
     "volume.kubernetes.io/selected-node": "the topology requirement already names the zone",
     "csi.alibabacloud.com/reclaimPolicy": "StorageClass metadata",
     "csi.alibabacloud.com/storageclassName": "StorageClass metadata",
@@ -118,6 +120,7 @@ class VolumeParameters:
     auto_size: bool = True
     fs_type: str = ""
     mkfs_options: str = ""
+    omit_fsck: bool = False
     pvc_name: str = ""
     pvc_namespace: str = ""
     pv_name: str = ""
@@ -151,6 +154,8 @@ class VolumeParameters:
             ctx["fsType"] = self.fs_type
         if self.mkfs_options:
             ctx["mkfsOptions"] = self.mkfs_options
+        if self.omit_fsck:
+            ctx[OMIT_FSCK_KEY] = "true"
         if self.multi_attach:
             ctx["multiAttach"] = "true"
         return ctx
@@ -216,6 +221,7 @@ def parse(params: Mapping[str, str] | None) -> VolumeParameters:
         auto_size=_parse_bool(params, "volumeSizeAutoAvailable", True),
         fs_type=fs_type,
         mkfs_options=mkfs,
+        omit_fsck=_parse_bool(params, OMIT_FSCK_KEY, False),
         pvc_name=params.get(PVC_NAME_KEY, ""),
         pvc_namespace=params.get(PVC_NAMESPACE_KEY, ""),
         pv_name=params.get(PV_NAME_KEY, ""),

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from csi_disk import topology
+from csi_disk import parameters, topology
 from csi_disk.attach import Attacher
 from csi_disk.cloud import port
 from csi_disk.cloud.waiter import DiskWaiter
@@ -524,6 +524,40 @@ def test_existing_filesystem_is_checked_mounted_and_grown_not_formatted(
     assert host.formatted == []
     assert host.fscked == [device]
     assert host.grown == [device]
+
+
+@pytest.mark.parametrize(("given", "checked"), [({}, True), ({"omitfsck": "true"}, False)])
+def test_omitfsck_from_the_storage_class_skips_the_check(
+    node: NodeService,
+    cloud: InMemoryCloud,
+    host: FakeHost,
+    kubelet: Path,
+    given: dict[str, str],
+    checked: bool,
+) -> None:
+    """The controller carries the parameter in the volume context; the node obeys it."""
+    context = parameters.parse(given).volume_context("cloud_essd", "")
+    disk = cloud.add_disk()
+    device = str(host.device_path(disk.id))
+    host.contents[device] = Probe(type="ext4", usage="filesystem")
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", **context), None)
+    assert host.fscked == ([device] if checked else [])
+    assert [call[1] for call in host.mount_calls] == [str(kubelet / "s")]
+
+
+@pytest.mark.parametrize(
+    "cap",
+    [mount_cap(mode=Mode.SINGLE_NODE_READER_ONLY), mount_cap(flags=["ro", "noatime"])],
+)
+def test_read_only_capability_is_mounted_without_repairing(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, cap: Any
+) -> None:
+    disk = cloud.add_disk()
+    device = str(host.device_path(disk.id))
+    host.contents[device] = Probe(type="ext4", usage="filesystem")
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", cap), None)
+    assert host.fscked == []
+    assert len(host.mount_calls) == 1
 
 
 def test_ext_smaller_than_its_disk_grows_before_mounting(
