@@ -63,6 +63,9 @@ MKFS_OPTIONS_KEY = "mkfsOptions"
 _PER_MOUNT_FLAGS = frozenset(
     {"nosuid", "nodev", "noexec", "noatime", "relatime", "nodiratime", "strictatime"}
 )
+# Controller attach mode without a serial in publish_context: no ControllerPublish
+# attached the disk, so it is either there already or not coming; udev gets this long.
+UNPUBLISHED_DEVICE_GRACE = 2.0
 
 
 class Host:
@@ -375,8 +378,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         else:
             device = self._host.find_device(disk_id)
             if device is None:
+                timeout = self._device_timeout
+                if not serial:
+                    timeout = min(timeout, UNPUBLISHED_DEVICE_GRACE)
                 try:
-                    device = self._host.wait_for_device(disk_id, self._device_timeout)
+                    device = self._host.wait_for_device(disk_id, timeout)
                 except DriverError as err:
                     raise FailedPrecondition(
                         f"disk {disk_id} is not attached to this node ({err.message})"

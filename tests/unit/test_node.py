@@ -19,7 +19,7 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import DeadlineExceeded, DriverError
 from csi_disk.host.filesystems import Probe, VolumeStats
 from csi_disk.host.mounts import Mount
-from csi_disk.node import NodeService
+from csi_disk.node import UNPUBLISHED_DEVICE_GRACE, NodeService
 from csi_disk.tokens import VOLUME_NAME_TAG
 from tests.fakes import InMemoryCloud
 
@@ -47,6 +47,7 @@ class FakeHost:
         self.grown_offline: list[bool] = []
         self.ext_sizes: dict[str, int] = {}  # ext filesystems smaller than their device
         self.mount_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
+        self.waits: list[float] = []  # timeouts given to wait_for_device
         self.format_gate: threading.Event | None = None
         self.format_started = threading.Event()
         self._next = 0
@@ -74,6 +75,7 @@ class FakeHost:
         return None
 
     def wait_for_device(self, disk_id: str, timeout: float) -> Path:
+        self.waits.append(timeout)
         found = self.find_device(disk_id)
         if found is None:
             raise DeadlineExceeded(f"disk {disk_id} did not appear")
@@ -677,6 +679,8 @@ def test_controller_mode_needs_the_disk_already_attached(
     node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=0.1)  # type: ignore[arg-type]
     request = stage_req("d-notattached", kubelet / "s")
     assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    request.publish_context["serial"] = "notattached"
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
     device = host.plug("d-attached1")
     request = stage_req("d-attached1", kubelet / "s")
     request.publish_context["serial"] = "someotherserial"
@@ -686,6 +690,22 @@ def test_controller_mode_needs_the_disk_already_attached(
     assert host.mount_calls[0][0] == str(device)
     node.NodeUnstageVolume(unstage_req("d-attached1", kubelet / "s"), None)
     assert host.mounts == [] and not (kubelet / "s").exists()
+
+
+def test_controller_mode_waits_long_only_for_a_disk_the_controller_attached(
+    kubelet: Path,
+) -> None:
+    """With a serial, ControllerPublish attached the disk and its device may still be on
+    the way; without one nothing will attach it, so a short udev grace is enough."""
+    host = FakeHost(None)
+    config = Config(kubelet_dir=kubelet, attach_mode="controller")
+    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=60.0)  # type: ignore[arg-type]
+    request = stage_req("d-notattached", kubelet / "s")
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    request.publish_context["serial"] = "notattached"
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    assert host.waits == [UNPUBLISHED_DEVICE_GRACE, 60.0]
+    assert UNPUBLISHED_DEVICE_GRACE < 60.0
 
 
 # --- unstage -------------------------------------------------------------------------------
