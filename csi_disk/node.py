@@ -19,12 +19,9 @@ from typing import Any
 
 import grpc
 
-from csi_disk import tokens, topology
+from csi_disk import capabilities, tokens, topology
 from csi_disk.attach import Attacher
-from csi_disk.capabilities import MULTI_NODE_MODES as _MULTI_NODE_MODES
-from csi_disk.capabilities import READ_ONLY_MODES as _READ_ONLY_MODES
 from csi_disk.capabilities import SERIAL_KEY
-from csi_disk.capabilities import SINGLE_NODE_MODES as _SINGLE_NODE_MODES
 from csi_disk.cloud.port import Cloud
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
@@ -53,7 +50,6 @@ from csi_disk.volume_ids import validate_volume_id
 
 log = logging.getLogger(__name__)
 
-AccessMode = csi_pb2.VolumeCapability.AccessMode
 RPC = csi_pb2.NodeServiceCapability.RPC
 
 DEFAULT_MAX_VOLUMES = 15  # what the upstream driver reports when ECS does not say
@@ -153,28 +149,18 @@ class _Request:
 def _check_capability(
     capability: csi_pb2.VolumeCapability, field: str = "volume_capability"
 ) -> _Request:
-    """Validate a capability: access mode, filesystem and mount flags."""
-    if not capability.HasField("access_mode") or capability.access_mode.mode == AccessMode.UNKNOWN:
-        raise InvalidArgument(f"{field}.access_mode is required")
-    mode = capability.access_mode.mode
-    if mode not in _SINGLE_NODE_MODES | _MULTI_NODE_MODES:
-        raise InvalidArgument(f"{field}.access_mode {mode} is not known")
-    kind = capability.WhichOneof("access_type")
-    if kind == "block":
-        return _Request(block=True, fstype="", flags=[], read_only=mode in _READ_ONLY_MODES)
-    if kind != "mount":
-        raise InvalidArgument(f"{field} needs either block or mount access")
-    if mode in _MULTI_NODE_MODES:
-        # ext4 and xfs are single-host filesystems: two nodes mounting one corrupt it.
-        raise InvalidArgument(
-            f"{field}: access mode {AccessMode.Mode.Name(mode)} is only possible for block "
-            "volumes; a filesystem can be mounted by one node at a time"
-        )
-    if capability.mount.volume_mount_group:
-        raise InvalidArgument(f"{field}.mount.volume_mount_group is not supported")
-    fstype = filesystems.check_fstype(capability.mount.fs_type)
+    """Validate a capability with the controller's own rules, then say what to do.
+
+    Multi-node modes reach a node only for multi-attach disks; ``capabilities.check``
+    still refuses them for mounts, since two nodes mounting one ext4/xfs corrupt it.
+    """
+    capabilities.check(capability, multi_attach=True, field=field)
+    read_only = capability.access_mode.mode in capabilities.READ_ONLY_MODES
+    if capability.WhichOneof("access_type") == "block":
+        return _Request(block=True, fstype="", flags=[], read_only=read_only)
+    fstype = capabilities.check_fs_type(capability.mount.fs_type, f"{field}.mount.fs_type")
     flags = mounts.check_mount_flags(capability.mount.mount_flags)
-    return _Request(block=False, fstype=fstype, flags=flags, read_only=mode in _READ_ONLY_MODES)
+    return _Request(block=False, fstype=fstype, flags=flags, read_only=read_only)
 
 
 def _require_capability(request: Any) -> _Request:

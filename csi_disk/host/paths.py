@@ -1,8 +1,8 @@
 """Validation of the paths and ids that callers hand the driver.
 
-The ``validate_*`` checks are pure (no file system access), so the controller can use the
-volume id check too. Anything that could never be legitimate is INVALID_ARGUMENT before it
-reaches mount(8) or a cloud call.
+``validate_target_path`` is pure (no file system access); ids are checked by
+``csi_disk.volume_ids``. Anything that could never be legitimate is INVALID_ARGUMENT before
+it reaches mount(8).
 
 A path that passes the text check can still lead elsewhere: mkdir, mount(8) and open(2)
 follow symbolic links, so a link planted in the kubelet directory would put a disk, a
@@ -17,44 +17,14 @@ import contextlib
 import errno
 import os
 import posixpath
-import re
 import stat
 from pathlib import Path, PurePosixPath
 
 from csi_disk.errors import FailedPrecondition, InvalidArgument
 
-MAX_VOLUME_ID_LENGTH = 128
-# ECS disk ids are "d-" and 20 lowercase letters/digits today; older regions used shorter
-# ones, so the length is checked leniently.
-_DISK_ID = re.compile(r"d-[a-z0-9]{2,64}")
-_WHITESPACE = re.compile(r"\s")
-
 
 def _has_control_chars(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
-
-
-def validate_volume_id(volume_id: str, field: str = "volume_id") -> str:
-    """Return ``volume_id`` when it is shaped like an ECS disk id, else InvalidArgument.
-
-    A well-formed id that names no disk is the caller's NOT_FOUND; this only rejects ids
-    that could never name one.
-    """
-    if not volume_id:
-        raise InvalidArgument(f"{field} is required")
-    if len(volume_id) > MAX_VOLUME_ID_LENGTH:
-        raise InvalidArgument(f"{field} is longer than {MAX_VOLUME_ID_LENGTH} characters")
-    if _has_control_chars(volume_id):
-        raise InvalidArgument(f"{field} contains control characters")
-    if _WHITESPACE.search(volume_id):
-        raise InvalidArgument(f"{field} contains whitespace")
-    if "/" in volume_id or "\\" in volume_id or ".." in volume_id:
-        raise InvalidArgument(f"{field} {volume_id!r} contains a path separator or '..'")
-    if _DISK_ID.fullmatch(volume_id) is None:
-        raise InvalidArgument(
-            f"{field} {volume_id!r} is not an ECS disk id (d- and lowercase letters or digits)"
-        )
-    return volume_id
 
 
 def validate_target_path(

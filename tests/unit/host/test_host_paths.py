@@ -16,8 +16,8 @@ from csi_disk.host.paths import (
     make_dirs_inside,
     resolve_inside,
     validate_target_path,
-    validate_volume_id,
 )
+from csi_disk.volume_ids import validate_volume_id
 
 KUBELET = Path("/var/lib/kubelet")
 
@@ -35,7 +35,7 @@ def test_well_formed_disk_ids_pass(volume_id: str) -> None:
         ("d-abc/def", "separator"),
         ("d-abc\\def", "separator"),
         ("d-..abc", "separator"),
-        ("d-abc def", "whitespace"),
+        ("d-abc def", "not an ECS disk id"),
         ("d-abc\x00", "control"),
         ("d-abc\n", "control"),
         ("vol-abcdef", "not an ECS disk id"),
