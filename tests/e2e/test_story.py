@@ -8,6 +8,7 @@ call counts, the files on the mounted filesystem, ``findmnt`` and ``losetup``.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -301,3 +302,33 @@ def test_demo_command_succeeds(tmp_path: Path) -> None:
     assert "FAIL" not in result.stdout
     mounts, loops = sweep(tmp_path)
     assert not mounts and not loops
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_demo_cleans_up(tmp_path: Path, signum: int) -> None:
+    """Stopped in the middle of the story, the demo leaves no process, mount or loop device."""
+    state = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "csi_disk", "demo", "--state-dir", str(state),
+         "--latency-scale", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "mounts the disk and writes to it" in line:  # a disk is staged and published now
+            break
+    process.send_signal(signum)
+    rest, _ = process.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert process.returncode == 1, output[-3000:]
+    assert "interrupted" in output
+    mounts, loops = sweep(state)
+    assert not mounts and not loops, f"left mounts {mounts} and loop devices {loops}"
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(state)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert leftovers == [], f"processes still running: {leftovers}"
