@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
 from typing import Any
 
-from csi_disk.emulator.actions import COMMON_PARAMS, Params, action
+from csi_disk.emulator.actions import Params, action
+from csi_disk.emulator.actions.idempotency import create_once
+from csi_disk.emulator.actions.paging import Paging
 from csi_disk.emulator.blockdev import serial_of
 from csi_disk.emulator.cloud import Cloud, iso
 from csi_disk.emulator.errors import EcsError, invalid_parameter, missing_parameter
@@ -43,13 +44,6 @@ def _tags(params: Params) -> list[dict[str, str]]:
         if not tag.get("Key"):
             raise missing_parameter("Tag.N.Key")
     return [{"TagKey": t["Key"], "TagValue": t.get("Value", "")} for t in tags]
-
-
-def _fingerprint(params: Params) -> str:
-    relevant = {
-        k: v for k, v in params.raw.items() if k not in COMMON_PARAMS and k != "ClientToken"
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 
 def _snapshot_size(db: sqlite3.Connection, snapshot_id: str) -> int:
@@ -89,27 +83,7 @@ def _snapshot_size(db: sqlite3.Connection, snapshot_id: str) -> int:
     patterns=(*TAG_PATTERNS, r"Arn\.\d+\.(RoleType|Rolearn|AssumeRoleFor)"),
 )
 def create_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
-    token = p.str("ClientToken")
-    if len(token) > 64:
-        raise invalid_parameter("ClientToken", "It must be at most 64 characters.")
-    fingerprint = _fingerprint(p)
-    with cloud.store.tx() as db:
-        if token:
-            row = db.execute(
-                "SELECT * FROM client_tokens WHERE action='CreateDisk' AND token=?", (token,)
-            ).fetchone()
-            if row is not None:
-                if row["fingerprint"] != fingerprint:
-                    raise EcsError("IdempotentParameterMismatch")
-                return dict(json.loads(row["result"]))
-        result = _create(cloud, db, p)
-        if token:
-            db.execute(
-                "INSERT INTO client_tokens VALUES('CreateDisk', ?, ?, ?)",
-                (token, fingerprint, json.dumps(result)),
-            )
-    cloud.wake()
-    return result
+    return create_once(cloud, p, "CreateDisk", lambda db: _create(cloud, db, p))
 
 
 def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
@@ -325,16 +299,7 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
     if disk_type not in ("all", "system", "data"):
         raise invalid_parameter("DiskType")
     tag_filters = p.indexed("Tag", ("Key", "Value"))
-    token_mode = "NextToken" in p.raw or "MaxResults" in p.raw
-    page_number = p.int("PageNumber", 1, 1) or 1
-    page_size = p.int("PageSize", 10, 1, 100) or 10
-    max_results = p.int("MaxResults", 10, 1, 500) or 10
-    start = 0
-    if p.str("NextToken"):
-        try:
-            start = int(p.str("NextToken"), 16)
-        except ValueError:
-            raise invalid_parameter("NextToken") from None
+    paging = Paging.parse(p, max_results_limit=500)
     with cloud.store.tx() as db:
         rows = db.execute("SELECT * FROM disks ORDER BY seq").fetchall()
         views = []
@@ -358,23 +323,8 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
                 continue
             if p.str("DiskName") and disk["name"] != p.str("DiskName"):
                 continue
-            view["_seq"] = disk["seq"]
-            views.append(view)
-    total = len(views)
-    body: dict[str, Any] = {"TotalCount": total}
-    if token_mode:
-        page = [v for v in views if v["_seq"] > start][:max_results]
-        more = page and any(v["_seq"] > page[-1]["_seq"] for v in views)
-        body["NextToken"] = format(page[-1]["_seq"], "x") if more else ""
-        body["PageSize"] = max_results
-    else:
-        page = views[(page_number - 1) * page_size : page_number * page_size]
-        body["PageNumber"] = page_number
-        body["PageSize"] = page_size
-    for view in page:
-        view.pop("_seq")
-    body["Disks"] = {"Disk": page}
-    return body
+            views.append((disk["seq"], view))
+    return paging.body(views, "Disks", "Disk")
 
 
 def _tags_match(tags: list[dict[str, str]], filters: list[dict[str, str]]) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from csi_disk.emulator.actions import Params, action
 from csi_disk.emulator.actions.disks import PERFORMANCE_LEVELS, size_range
+from csi_disk.emulator.actions.paging import Paging
 from csi_disk.emulator.cloud import Cloud, iso
 from csi_disk.emulator.errors import EcsError, invalid_parameter
 from csi_disk.emulator.topology import INSTANCE_TYPES, InstanceType
@@ -63,10 +64,7 @@ def describe_instances(cloud: Cloud, p: Params) -> dict[str, Any]:
     status = p.str("Status")
     if status and status not in INSTANCE_STATUSES:
         raise invalid_parameter("Status")
-    page_number = p.int("PageNumber", 1, 1) or 1
-    page_size = p.int("PageSize", 10, 1, 100) or 10
-    token_mode = "NextToken" in p.raw or "MaxResults" in p.raw
-    max_results = p.int("MaxResults", 10, 1, 100) or 10
+    paging = Paging.parse(p)
     with cloud.store.tx() as db:
         rows = db.execute("SELECT rowid AS seq, * FROM instances ORDER BY rowid").fetchall()
     found = []
@@ -83,29 +81,7 @@ def describe_instances(cloud: Cloud, p: Params) -> dict[str, Any]:
         if p.str("InstanceTypeFamily") and itype.family != p.str("InstanceTypeFamily"):
             continue
         found.append((row["seq"], _instance_view(cloud, row, itype)))
-    body: dict[str, Any] = {"TotalCount": len(found)}
-    if token_mode:
-        start = int(p.str("NextToken") or "0", 16) if _is_hex(p.str("NextToken")) else None
-        if start is None:
-            raise invalid_parameter("NextToken")
-        page = [(s, v) for s, v in found if s > start][:max_results]
-        more = page and found[-1][0] > page[-1][0]
-        body["NextToken"] = format(page[-1][0], "x") if more else ""
-        body["PageSize"] = max_results
-    else:
-        page = found[(page_number - 1) * page_size : page_number * page_size]
-        body["PageNumber"] = page_number
-        body["PageSize"] = page_size
-    body["Instances"] = {"Instance": [v for _, v in page]}
-    return body
-
-
-def _is_hex(value: str) -> bool:
-    try:
-        int(value or "0", 16)
-    except ValueError:
-        return False
-    return True
+    return paging.body(found, "Instances", "Instance")
 
 
 def _instance_view(cloud: Cloud, row: Any, itype: InstanceType) -> dict[str, Any]:

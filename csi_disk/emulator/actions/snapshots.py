@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 from csi_disk.emulator.actions import Params, action
-from csi_disk.emulator.actions.disks import TAG_PATTERNS, _fingerprint, _tags, _tags_match
+from csi_disk.emulator.actions.disks import TAG_PATTERNS, _tags, _tags_match
+from csi_disk.emulator.actions.idempotency import create_once
+from csi_disk.emulator.actions.paging import Paging
 from csi_disk.emulator.cloud import Cloud, iso, transition
 from csi_disk.emulator.errors import CATALOGUE, EcsError, invalid_parameter
 
@@ -72,27 +74,7 @@ def complete_snapshots(db: sqlite3.Connection, now: float) -> float | None:
     patterns=TAG_PATTERNS,
 )
 def create_snapshot(cloud: Cloud, p: Params) -> dict[str, Any]:
-    token = p.str("ClientToken")
-    if len(token) > 64:
-        raise invalid_parameter("ClientToken", "It must be at most 64 characters.")
-    fingerprint = _fingerprint(p)
-    with cloud.store.tx() as db:
-        if token:
-            row = db.execute(
-                "SELECT * FROM client_tokens WHERE action='CreateSnapshot' AND token=?", (token,)
-            ).fetchone()
-            if row is not None:
-                if row["fingerprint"] != fingerprint:
-                    raise EcsError("IdempotentParameterMismatch")
-                return dict(json.loads(row["result"]))
-        result = _create(cloud, db, p)
-        if token:
-            db.execute(
-                "INSERT INTO client_tokens VALUES('CreateSnapshot', ?, ?, ?)",
-                (token, fingerprint, json.dumps(result)),
-            )
-    cloud.wake()
-    return result
+    return create_once(cloud, p, "CreateSnapshot", lambda db: _create(cloud, db, p))
 
 
 def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
@@ -222,16 +204,7 @@ def describe_snapshots(cloud: Cloud, p: Params) -> dict[str, Any]:
     if status not in SNAPSHOT_STATUSES:
         raise invalid_parameter("Status")
     tag_filters = p.indexed("Tag", ("Key", "Value"))
-    token_mode = "NextToken" in p.raw or "MaxResults" in p.raw
-    page_number = p.int("PageNumber", 1, 1) or 1
-    page_size = p.int("PageSize", 10, 1, 100) or 10
-    max_results = p.int("MaxResults", 10, 1, 100) or 10
-    start = 0
-    if p.str("NextToken"):
-        try:
-            start = int(p.str("NextToken"), 16)
-        except ValueError:
-            raise invalid_parameter("NextToken") from None
+    paging = Paging.parse(p)
     with cloud.store.tx() as db:
         rows = db.execute("SELECT * FROM snapshots ORDER BY seq").fetchall()
         views = []
@@ -248,15 +221,4 @@ def describe_snapshots(cloud: Cloud, p: Params) -> dict[str, Any]:
             if not _tags_match(view["Tags"]["Tag"], tag_filters):
                 continue
             views.append((row["seq"], view))
-    body: dict[str, Any] = {"TotalCount": len(views)}
-    if token_mode:
-        page = [(seq, v) for seq, v in views if seq > start][:max_results]
-        more = bool(page) and any(seq > page[-1][0] for seq, _ in views)
-        body["NextToken"] = format(page[-1][0], "x") if more else ""
-        body["PageSize"] = max_results
-    else:
-        page = views[(page_number - 1) * page_size : page_number * page_size]
-        body["PageNumber"] = page_number
-        body["PageSize"] = page_size
-    body["Snapshots"] = {"Snapshot": [v for _, v in page]}
-    return body
+    return paging.body(views, "Snapshots", "Snapshot")
