@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from csi_disk import __version__
-from csi_disk.config import ATTACH_MODES, MODES, Config
+from csi_disk.config import ATTACH_MODES, MODES, Config, check
+from csi_disk.server import parse_endpoint
 
 ENV_PREFIX = "CSI_DISK_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -116,7 +117,18 @@ def config_from(args: argparse.Namespace, environ: dict[str, str] | None = None)
                     f"csi-disk: {flag.env}={raw!r}: choose from {', '.join(flag.choices)}"
                 )
     known = {f.name for f in fields(Config)}
-    return Config(**{k: v for k, v in values.items() if k in known})
+    for name in ("kubelet_dir", "device_root"):
+        # Path("") is ".", which would quietly mean the working directory.
+        raw = getattr(args, name, None) or environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and not str(raw).strip():
+            raise SystemExit(f"csi-disk: {name.replace('_', '-')} must not be empty")
+    config = Config(**{k: v for k, v in values.items() if k in known})
+    try:
+        check(config)
+        parse_endpoint(config.endpoint)
+    except ValueError as err:
+        raise SystemExit(f"csi-disk: {err}") from None
+    return config
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,3 +45,25 @@ class Config:
     @property
     def serves_node(self) -> bool:
         return self.mode in ("all", "node")
+
+
+def check(config: Config) -> None:
+    """ValueError naming the first setting that cannot work, before anything starts."""
+    if config.workers < 1:
+        raise ValueError(f"workers must be at least 1, not {config.workers}")
+    if config.drain_timeout < 0:
+        raise ValueError(f"drain-timeout must not be negative, not {config.drain_timeout}")
+    if config.operation_timeout <= 0:
+        raise ValueError(f"operation-timeout must be positive, not {config.operation_timeout}")
+    if config.max_volumes_per_node < 0:
+        raise ValueError("max-volumes-per-node must not be negative")
+    for name, path in (("kubelet-dir", config.kubelet_dir), ("device-root", config.device_root)):
+        if not str(path) or not path.is_absolute():
+            raise ValueError(f"{name} must be an absolute path, not {str(path)!r}")
+    if config.metrics_address:
+        _host, sep, port = config.metrics_address.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"metrics-address {config.metrics_address!r}: expected host:port or :port"
+            )
+

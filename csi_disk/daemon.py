@@ -118,7 +118,11 @@ def run(config: Config, build: Callable[[Config], Services] = build_services) ->
         config.driver_name,
     )
     readiness = Readiness()
-    server = Server(config.endpoint, config.workers)
+    try:
+        server = Server(config.endpoint, config.workers)
+    except ValueError as err:
+        log.error("cannot serve: %s", err)
+        return 1
     identity = IdentityService(
         name=config.driver_name,
         version=__version__,
@@ -139,7 +143,11 @@ def run(config: Config, build: Callable[[Config], Services] = build_services) ->
         from prometheus_client import start_http_server
 
         host, _, port = config.metrics_address.rpartition(":")
-        start_http_server(int(port), addr=host or "0.0.0.0")
+        try:
+            start_http_server(int(port), addr=host or "0.0.0.0")
+        except OSError as err:  # e.g. the port is taken on a hostNetwork node
+            log.error("cannot serve metrics on %s: %s", config.metrics_address, err)
+            return 1
         log.info("metrics on http://%s/metrics", config.metrics_address)
 
     try:

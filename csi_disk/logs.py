@@ -21,11 +21,12 @@ class SecretFilter(logging.Filter):
     """Rewrites each record's message with ``scrub`` before any handler formats it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message or record.args:
-            record.msg = cleaned
-            record.args = None
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format: keep both
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = scrub(message)
+        record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             if scrub(str(exc)) != str(exc):

@@ -272,3 +272,22 @@ def test_probe_follows_initialisation_not_later_outages(tmp_path: Path) -> None:
             stop_emulator(process)
         assert d.probe() is True
         assert d.probe() is True
+
+
+def test_metrics_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    import socket as pysocket
+
+    with pysocket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "csi_disk", "serve", "--endpoint",
+             f"unix://{tmp_path}/csi.sock", "--metrics-address", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot serve metrics" in result.stderr
+    assert "Traceback" not in result.stderr
