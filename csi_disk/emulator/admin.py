@@ -4,6 +4,7 @@ emulator and to make it misbehave on purpose."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from csi_disk.emulator.cloud import Cloud
@@ -22,7 +23,9 @@ def handle(cloud: Cloud, method: str, path: str, body: Any, info: dict[str, Any]
     """Answer ``method path`` (path relative to /admin/) with (status, JSON)."""
     parts = [p for p in path.split("/") if p]
     try:
-        return _route(cloud, method, parts, body if isinstance(body, dict) else {}, info)
+        if not isinstance(body, dict):
+            raise AdminError(400, "the body must be a JSON object")
+        return _route(cloud, method, parts, body, info)
     except AdminError as err:
         return err.status, {"error": str(err)}
     except EcsError as err:
@@ -56,27 +59,27 @@ def _route(
             return 200, {}
         case ("POST", ["throttle"]):
             key = _field(body, "access_key_id", str)
-            rate = body.get("per_second")
+            rate = _number(body, "per_second", None)
             with cloud.store.tx() as db:
                 if rate is None:
                     db.execute("DELETE FROM throttles WHERE access_key_id=?", (key,))
                 else:
-                    db.execute("INSERT OR REPLACE INTO throttles VALUES(?, ?)", (key, float(rate)))
+                    db.execute("INSERT OR REPLACE INTO throttles VALUES(?, ?)", (key, rate))
             return 200, {}
         case ("POST", ["stock"]):
             zone = _field(body, "zone", str)
             category = _field(body, "category", str)
-            count = body.get("count")
+            count = _integer(body, "count", None)
             with cloud.store.tx() as db:
                 if count is None:
                     db.execute("DELETE FROM stock WHERE zone=? AND category=?", (zone, category))
                 else:
                     db.execute(
-                        "INSERT OR REPLACE INTO stock VALUES(?, ?, ?)", (zone, category, int(count))
+                        "INSERT OR REPLACE INTO stock VALUES(?, ?, ?)", (zone, category, count)
                     )
             return 200, {}
         case ("POST", ["disks", disk_id, "stuck"]):
-            stuck = bool(body.get("stuck", True))
+            stuck = _flag(body, "stuck", True)
             with cloud.store.tx() as db:
                 cloud.get_disk(db, disk_id)
                 db.execute("UPDATE disks SET stuck=? WHERE id=?", (int(stuck), disk_id))
@@ -86,8 +89,8 @@ def _route(
             # {"actions": ["CreateDisk", "AttachDisk", "DetachDisk"]}: transitions those
             # actions start hang (the disk is marked stuck) until unstuck per disk.
             actions = body.get("actions", [])
-            if not isinstance(actions, list):
-                raise AdminError(400, "field 'actions' must be a list")
+            if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+                raise AdminError(400, "field 'actions' must be a list of action names")
             with cloud.store.tx() as db:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES('sticky_actions', ?)",
@@ -115,20 +118,24 @@ def _route(
             cloud.release_instance(instance_id)
             return 200, {}
         case ("POST", ["instances", instance_id, "concurrency"]):
+            attach = _integer(body, "attach", 1, low=1)
+            detach = _integer(body, "detach", 1, low=1)
             with cloud.store.tx() as db:
                 cloud.get_instance(db, instance_id)
                 db.execute(
                     "UPDATE instances SET max_attaching=?, max_detaching=? WHERE id=?",
-                    (int(body.get("attach", 1)), int(body.get("detach", 1)), instance_id),
+                    (attach, detach, instance_id),
                 )
             return 200, {}
         case ("POST", ["snapshots", "quota"]):
             # {"per_disk": 2}: CreateSnapshot answers QuotaExceed.Snapshot beyond it.
-            per_disk = _field(body, "per_disk", int)
+            per_disk = _integer(body, "per_disk", None)
+            if per_disk is None:
+                raise AdminError(400, "field 'per_disk' must be an integer")
             cloud.store.set_meta("snapshot_quota_per_disk", per_disk)
             return 200, {}
         case ("POST", ["snapshots", snapshot_id, "stuck"]):
-            stuck = bool(body.get("stuck", True))
+            stuck = _flag(body, "stuck", True)
             with cloud.store.tx() as db:
                 cur = db.execute(
                     "UPDATE snapshots SET stuck=? WHERE id=?", (int(stuck), snapshot_id)
@@ -143,13 +150,16 @@ def _route(
             return 200, {"snapshots": rows}
         case ("POST", ["modify-cooling"]):
             # {"seconds": 5}: the cooling period after a ModifyDiskSpec lands.
-            seconds = body.get("seconds")
-            if not isinstance(seconds, (int, float)):
+            seconds = _number(body, "seconds", None)
+            if seconds is None:
                 raise AdminError(400, "field 'seconds' must be a number")
-            cloud.store.set_meta("modify_cooling_s", float(seconds))
+            cloud.store.set_meta("modify_cooling_s", seconds)
             return 200, {}
         case ("POST", ["credentials", "expire"]):
-            count = cloud.expire_credentials(body.get("instance_id"))
+            instance = body.get("instance_id")
+            if instance is not None and not isinstance(instance, str):
+                raise AdminError(400, "field 'instance_id' must be a string")
+            count = cloud.expire_credentials(instance)
             return 200, {"expired": count}
     raise AdminError(404, f"no admin route {method} /admin/{'/'.join(parts)}")
 
@@ -161,6 +171,45 @@ def _field(body: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+# SQLite stores integers in 64 bits; the admin API has no use for more than 32.
+_MAX_INT = 2**31 - 1
+
+
+def _number(
+    body: dict[str, Any], name: str, default: float | None, high: float = math.inf
+) -> float | None:
+    """A finite number >= 0 (``default`` when absent or null): JSON booleans, strings,
+    NaN and infinities are refused here rather than failing deep inside a handler."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AdminError(400, f"field {name!r} must be a number")
+    if not (math.isfinite(value) and 0 <= value <= high):
+        raise AdminError(400, f"field {name!r} must be between 0 and {high}")
+    return float(value)
+
+
+def _integer(body: dict[str, Any], name: str, default: int | None, low: int = 0) -> int | None:
+    """An integer in ``low``.._MAX_INT (``default`` when absent or null)."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AdminError(400, f"field {name!r} must be an integer")
+    if not low <= value <= _MAX_INT:
+        raise AdminError(400, f"field {name!r} must be between {low} and {_MAX_INT}")
+    return value
+
+
+def _flag(body: dict[str, Any], name: str, default: bool) -> bool:
+    """A JSON boolean: ``"false"`` would otherwise be truthy."""
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise AdminError(400, f"field {name!r} must be true or false")
+    return value
+
+
 def _set_fault(cloud: Cloud, body: dict[str, Any]) -> Reply:
     """``{"action": "CreateDisk"|"*", "code": "Throttling", "rate": 1.0, "count": 2,
     "latency_ms": 0}``: ``count`` limits how many calls fail (absent = no limit)."""
@@ -168,13 +217,13 @@ def _set_fault(cloud: Cloud, body: dict[str, Any]) -> Reply:
     code = body.get("code")
     if code is not None and code not in CATALOGUE:
         raise AdminError(400, f"unknown error code {code!r}")
-    rate = float(body.get("rate", 1.0))
-    count = body.get("count")
-    latency = float(body.get("latency_ms", 0))
+    rate = _number(body, "rate", 1.0, high=1.0)
+    count = _integer(body, "count", None)
+    latency = _number(body, "latency_ms", 0.0)
     with cloud.store.tx() as db:
         db.execute(
             "INSERT OR REPLACE INTO faults VALUES(?, ?, ?, ?, ?)",
-            (name, code, rate, None if count is None else int(count), latency),
+            (name, code, rate, count, latency),
         )
     return 200, {}
 
@@ -184,5 +233,5 @@ def parse_body(raw: bytes) -> Any:
         return {}
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise AdminError(400, "body is not JSON") from None

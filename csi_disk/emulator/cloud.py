@@ -89,7 +89,10 @@ class Cloud:
         self._dev_lock = threading.Lock()
         self._wake = threading.Condition()
         self._stop = threading.Event()
+        # Request threads share the buckets: read-modify-write under one lock, or two
+        # concurrent calls can both spend the last token.
         self._buckets: dict[str, _Bucket] = {}
+        self._bucket_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="transitions", daemon=True)
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -429,19 +432,20 @@ class Cloud:
             row = db.execute(
                 "SELECT per_second FROM throttles WHERE access_key_id=?", (access_key_id,)
             ).fetchone()
-        if row is None:
-            self._buckets.pop(access_key_id, None)
-            return
-        now = time.monotonic()
-        rate = float(row["per_second"])
-        bucket = self._buckets.get(access_key_id)
-        if bucket is None or bucket.per_second != rate:
-            bucket = self._buckets[access_key_id] = _Bucket(rate, max(rate, 1.0), now)
-        bucket.tokens = min(max(rate, 1.0), bucket.tokens + (now - bucket.updated) * rate)
-        bucket.updated = now
-        if bucket.tokens < 1.0:
-            raise EcsError("Throttling.User")
-        bucket.tokens -= 1.0
+        with self._bucket_lock:
+            if row is None:
+                self._buckets.pop(access_key_id, None)
+                return
+            now = time.monotonic()
+            rate = float(row["per_second"])
+            bucket = self._buckets.get(access_key_id)
+            if bucket is None or bucket.per_second != rate:
+                bucket = self._buckets[access_key_id] = _Bucket(rate, max(rate, 1.0), now)
+            bucket.tokens = min(max(rate, 1.0), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens < 1.0:
+                raise EcsError("Throttling.User")
+            bucket.tokens -= 1.0
 
     def inject_fault(self, action: str) -> float:
         """Raise the configured error for ``action`` (or ``*``); return added latency (s)."""

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import random
+import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from csi_disk.emulator import admin, metadata, rpc
 from csi_disk.emulator.actions import load_actions
 from csi_disk.emulator.cloud import Cloud, Options
+from csi_disk.emulator.errors import EcsError, invalid_parameter
 from csi_disk.emulator.state import Store
 from csi_disk.emulator.topology import INSTANCE_TYPES, Topology
 
@@ -127,6 +130,37 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # bursts of hundreds of clients, as a busy ECS endpoint takes
     emulator: Emulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-answer is routine; anything else goes to the log, not
+        to a bare traceback on stderr."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s went away", client_address)
+            return
+        log.exception("request from %s failed", client_address)
+
+
+# ECS bodies are a few KiB at most; a larger claim is refused before anything is read.
+MAX_BODY_BYTES = 1 << 20
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class _Malformed(Exception):
+    """A request that cannot be parsed far enough to route: answered 400 in the dialect of
+    its path. ``close`` when the body's end is unknown, so the connection cannot be reused."""
+
+    def __init__(self, error: EcsError, close: bool = False) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.close = close
+
+
+def _dialect(path: str) -> str:
+    if path.startswith("/admin/") or path == "/admin":
+        return "admin"
+    if path.startswith("/metadata/"):
+        return "metadata"
+    return "ecs"
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -149,12 +183,56 @@ class _Handler(BaseHTTPRequestHandler):
         self._route()
 
     def _route(self) -> None:
+        """Every request gets an answer in its path's dialect, even one that cannot be
+        parsed or that trips a bug: a dropped connection tells a client nothing."""
+        path = urlsplit(self.path).path
+        try:
+            self._serve(path)
+        except (TimeoutError, ConnectionError):
+            raise  # the client stalled or left: there is no one to answer
+        except _Malformed as bad:
+            self.close_connection = self.close_connection or bad.close
+            self._refuse(path, bad.error)
+        except Exception:
+            log.exception("%s %s failed", self.command, path)
+            self.close_connection = True  # the request may not have been read to its end
+            self._refuse(path, EcsError("InternalError"))
+
+    def _read_body(self) -> bytes:
+        """The body Content-Length announces; a length that is absent, chunked, not a
+        number or too large is refused without reading, as its end cannot be trusted."""
+        if self.headers.get("Transfer-Encoding"):
+            raise _Malformed(
+                invalid_parameter("Transfer-Encoding", "Send the body with a Content-Length."),
+                close=True,
+            )
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return b""
+        value = values.pop()
+        if values or not _DIGITS.fullmatch(value):
+            raise _Malformed(
+                invalid_parameter("Content-Length", "It must be one non-negative integer."),
+                close=True,
+            )
+        length = int(value)
+        if length > MAX_BODY_BYTES:
+            raise _Malformed(
+                invalid_parameter("Content-Length", f"At most {MAX_BODY_BYTES} bytes are allowed."),
+                close=True,
+            )
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) != length:
+            raise _Malformed(
+                invalid_parameter("Content-Length", "The body ended before it."), close=True
+            )
+        return raw
+
+    def _serve(self, path: str) -> None:
         emulator = self.server.emulator
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path = url.path
-        if path.startswith("/admin/") or path == "/admin":
+        raw = self._read_body()
+        if _dialect(path) == "admin":
             try:
                 body = admin.parse_body(raw)
             except admin.AdminError as err:
@@ -165,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send(status, "application/json", json.dumps(reply))
             return
-        if path.startswith("/metadata/"):
+        if _dialect(path) == "metadata":
             _, _, rest = path.partition("/metadata/")
             instance_id, _, sub = rest.partition("/")
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -177,15 +255,37 @@ class _Handler(BaseHTTPRequestHandler):
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         ctype = self.headers.get("Content-Type", "")
         if raw and "application/x-www-form-urlencoded" in ctype:
-            params.update(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
-        host = self.headers.get("Host", "ecs.aliyuncs.com")
-        status, reply = rpc.handle(emulator.cloud, self.command, params, host)
+            try:
+                form = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Malformed(
+                    invalid_parameter("Body", "A form body must be UTF-8 text.")
+                ) from None
+            params.update(parse_qsl(form, keep_blank_values=True))
+        status, reply = rpc.handle(emulator.cloud, self.command, params, self._host())
         self._send(status, "application/json;charset=utf-8", json.dumps(reply))
+
+    def _host(self) -> str:
+        return self.headers.get("Host", "ecs.aliyuncs.com")
+
+    def _refuse(self, path: str, error: EcsError) -> None:
+        """``error`` as ECS (envelope), the admin API (JSON) or the metadata service (text)
+        would answer it."""
+        dialect = _dialect(path)
+        if dialect == "admin":
+            self._send(error.status, "application/json", json.dumps({"error": error.message}))
+        elif dialect == "metadata":
+            self._send(error.status, "text/plain", error.message)
+        else:
+            body = rpc.error_body(error, rpc.new_request_id(), self._host())
+            self._send(error.status, "application/json;charset=utf-8", json.dumps(body))
 
     def _send(self, status: int, ctype: str, text: str) -> None:
         data = text.encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
