@@ -281,6 +281,8 @@ SIDECAR_RULES: dict[str, list[Obj]] = {
         _rule([""], ["persistentvolumeclaims"], READ),
         _rule([""], ["persistentvolumeclaims/status"], ["patch"]),
         _rule([""], ["events"], EVENTS),
+        # ControllerModifyVolume: the resizer reads the class a PVC names to learn its parameters.
+        _rule(["storage.k8s.io"], ["volumeattributesclasses"], READ),
     ],
     "snapshotter": [
         _rule([""], ["events"], EVENTS),
@@ -359,6 +361,8 @@ def _controller_sidecar_containers(options: ManifestOptions) -> list[Obj]:
                 "--leader-election",
                 f"--workers={workers}",
                 "--handle-volume-inuse-error=false",
+                # The driver offers MODIFY_VOLUME; csi-resizer 1.x leaves it unused unless asked.
+                "--feature-gates=VolumeAttributesClass=true",
                 timeout,
             ],
         ),
@@ -668,8 +672,24 @@ def _nginx(name: str, claim: str) -> Obj:
     }
 
 
+# csi-resizer 1.x reads VolumeAttributesClasses through storage.k8s.io/v1beta1 (Kubernetes
+# 1.31+ with that API enabled); the GA v1 API (1.34+) needs csi-resizer 2.x.
+VOLUME_ATTRIBUTES_CLASS_API = "storage.k8s.io/v1beta1"
+
+
+def _attributes_class(name: str, parameters: dict[str, str]) -> Obj:
+    return {
+        "apiVersion": VOLUME_ATTRIBUTES_CLASS_API,
+        "kind": "VolumeAttributesClass",
+        "metadata": _meta(name),
+        "driverName": DRIVER_NAME,
+        "parameters": parameters,
+    }
+
+
 def examples() -> dict[str, list[Obj]]:
-    """Example workloads for ``deploy/examples/``: dynamic, static, resize, snapshot+restore."""
+    """Example workloads for ``deploy/examples/``: dynamic, static, resize, snapshot+restore,
+    and a performance level change through VolumeAttributesClasses."""
     static_pv = {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -732,6 +752,18 @@ def examples() -> dict[str, list[Obj]]:
             _pvc("static-disk-pvc", "20Gi", "", volumeName="static-disk-pv"),
         ],
         "resize.yaml": [_pvc("disk-pvc", "40Gi", "alicloud-disk-aware")],
+        # Performance levels are an ESSD property: the claim uses the ESSD class. PL1 is what
+        # ECS creates by default; patch the claim to the PL0 class to lower it online.
+        "modify.yaml": [
+            _attributes_class("alicloud-disk-pl1", {"performanceLevel": "PL1"}),
+            _attributes_class("alicloud-disk-pl0", {"performanceLevel": "PL0"}),
+            _pvc(
+                "essd-pvc",
+                "20Gi",
+                "alicloud-disk-essd",
+                volumeAttributesClassName="alicloud-disk-pl1",
+            ),
+        ],
         "snapshot-restore.yaml": [
             snapshot,
             restored,

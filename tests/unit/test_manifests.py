@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from csi_disk import DRIVER_NAME, manifests
 from csi_disk.manifests import ManifestOptions, render
+from csi_disk.modification import ModificationMixin, parse_mutable
 
 REPO = Path(__file__).resolve().parents[2]
 MODES = ("node", "controller")
@@ -100,6 +101,10 @@ SIDECAR_NEEDS: dict[str, set[tuple[str, str, str]]] = {
         ("", "persistentvolumeclaims", "watch"),
         ("", "persistentvolumeclaims/status", "patch"),
         ("", "events", "create"),
+        # ControllerModifyVolume: the class a PVC names carries the parameters.
+        ("storage.k8s.io", "volumeattributesclasses", "get"),
+        ("storage.k8s.io", "volumeattributesclasses", "list"),
+        ("storage.k8s.io", "volumeattributesclasses", "watch"),
     },
     "snapshotter": {
         ("snapshot.storage.k8s.io", "volumesnapshotclasses", "get"),
@@ -207,6 +212,10 @@ def test_snapshot_class_structure() -> None:
     assert set(snapclass) == {"apiVersion", "kind", "metadata", "driver", "deletionPolicy"}
 
 
+# The newest release whose schemas still carry storage.k8s.io/v1beta1 VolumeAttributesClass.
+V1BETA1_ATTRIBUTES_CLASS_KUBERNETES = "1.33"
+
+
 def test_examples_are_valid() -> None:
     for name, objs in manifests.examples().items():
         for obj in objs:
@@ -214,8 +223,38 @@ def test_examples_are_valid() -> None:
                 assert obj["apiVersion"] == "snapshot.storage.k8s.io/v1"
                 assert set(obj["spec"]) == {"volumeSnapshotClassName", "source"}
                 continue
+            if obj["kind"] == "VolumeAttributesClass":
+                assert obj["apiVersion"] == "storage.k8s.io/v1beta1"
+                for version in ("1.31", V1BETA1_ATTRIBUTES_CLASS_KUBERNETES):
+                    kubernetes_validate.validate(obj, version, strict=True)
+                continue
             kubernetes_validate.validate(obj, KUBERNETES_VERSIONS[-1], strict=True)
         assert objs, name
+
+
+def test_attributes_class_example_is_one_the_driver_accepts() -> None:
+    objs = manifests.examples()["modify.yaml"]
+    classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "VolumeAttributesClass"}
+    (claim,) = (o for o in objs if o["kind"] == "PersistentVolumeClaim")
+    assert classes
+    for vac in classes.values():
+        assert vac["driverName"] == DRIVER_NAME
+        change = parse_mutable(vac["parameters"])  # what ControllerModifyVolume will get
+        assert change.performance_level == vac["parameters"]["performanceLevel"]
+    assert {c["parameters"]["performanceLevel"] for c in classes.values()} >= {"PL1"}
+    assert claim["spec"]["volumeAttributesClassName"] in classes
+    # Performance levels exist on ESSD only: the claim must come from an ESSD class.
+    storage = find(objects("node"), "StorageClass", claim["spec"]["storageClassName"])
+    assert storage["parameters"]["type"] == "cloud_essd"
+
+
+def test_resizer_is_enabled_to_modify_volumes() -> None:
+    # The controller advertises MODIFY_VOLUME; csi-resizer 1.11+ calls it only behind the gate.
+    assert "ControllerModifyVolume" in vars(ModificationMixin)
+    resizer = containers(find(objects("node"), "StatefulSet", "csi-disk-controller"))["csi-resizer"]
+    assert "--feature-gates=VolumeAttributesClass=true" in resizer["args"]
+    major, minor, _ = (int(n) for n in resizer["image"].rpartition(":v")[2].split("."))
+    assert (major, minor) >= (1, 11)
 
 
 # --------------------------------------------------------------------------- cross references
