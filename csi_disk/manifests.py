@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from csi_disk import DRIVER_NAME
+from csi_disk.config import Config
 
 ATTACH_MODES = ("node", "controller")
 CREDENTIALS = ("secret", "ramrole")
@@ -297,7 +298,10 @@ LEADER_ELECTION_RULES = [
         ["coordination.k8s.io"], ["leases"], ["get", "watch", "list", "delete", "update", "create"]
     )
 ]
-NODE_RULES = [_rule([""], ["nodes"], ["get"])]
+
+# The daemon drains in-flight calls for up to drain_timeout after SIGTERM; the kubelet's
+# SIGKILL must come later, or a stage or attach is cut off just as draining would end.
+TERMINATION_GRACE_S = int(Config().drain_timeout) + 15
 
 
 def controller_sidecars(options: ManifestOptions) -> list[str]:
@@ -330,8 +334,7 @@ def rbac(options: ManifestOptions) -> list[Obj]:
         }
     )
     objs.append(_binding("RoleBinding", "csi-disk-leader-election", "csi-disk-controller", options))
-    objs.append(_cluster_role("csi-disk-node", NODE_RULES))
-    objs.append(_binding("ClusterRoleBinding", "csi-disk-node", "csi-disk-node", options))
+    # The node pod gets no grants: neither the plugin nor its sidecars call the API server.
     return objs
 
 
@@ -425,6 +428,7 @@ def controller_statefulset(options: ManifestOptions) -> Obj:
                 "spec": {
                     "serviceAccountName": "csi-disk-controller",
                     "priorityClassName": "system-cluster-critical",
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                     "nodeSelector": {"kubernetes.io/os": "linux"},
                     "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
                     "securityContext": {
@@ -513,7 +517,11 @@ def node_daemonset(options: ManifestOptions) -> Obj:
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": "csi-disk-node",
+                    # No container here talks to the API server; a privileged pod on every
+                    # node should not carry a token that could.
+                    "automountServiceAccountToken": False,
                     "priorityClassName": "system-node-critical",
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                     "hostNetwork": True,
                     "dnsPolicy": "ClusterFirstWithHostNet",
                     "nodeSelector": {"kubernetes.io/os": "linux"},

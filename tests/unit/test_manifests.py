@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from csi_disk import DRIVER_NAME, manifests
+from csi_disk.config import Config
 from csi_disk.manifests import ManifestOptions, render
 from csi_disk.modification import ModificationMixin, parse_mutable
 
@@ -504,7 +505,6 @@ def test_each_sidecar_role_covers_what_it_needs(mode: str) -> None:
     assert rules_bound_to(objs, "csi-disk-controller") >= LEADER_ELECTION_NEEDS
     leases = find(objs, "Role", "csi-disk-leader-election")
     assert leases["metadata"]["namespace"] == "kube-system"
-    assert ("", "nodes", "get") in rules_bound_to(objs, "csi-disk-node")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -514,14 +514,53 @@ def test_rbac_is_least_privilege(mode: str) -> None:
         for group, resource, verb in granted(role["rules"]):
             assert "*" not in (group, resource, verb), role["metadata"]["name"]
             assert resource != "secrets", role["metadata"]["name"]
-    node = rules_bound_to(objs, "csi-disk-node")
-    assert all(verb in ("get", "list", "watch") for _, _, verb in node)
+    # Nothing in the node pod calls the API server, so its account is granted nothing.
+    assert rules_bound_to(objs, "csi-disk-node") == set()
     # Only the attacher may write VolumeAttachments, and it only runs in controller mode.
     writes_attachments = any(
         resource.startswith("volumeattachments") and verb == "patch"
         for _, resource, verb in rules_bound_to(objs, "csi-disk-controller")
     )
     assert writes_attachments is (mode == "controller")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_node_pods_carry_no_api_token(mode: str) -> None:
+    objs = objects(mode)
+    node = find(objs, "DaemonSet", "csi-disk-node")["spec"]["template"]["spec"]
+    assert node["automountServiceAccountToken"] is False
+    assert not any(
+        s["name"] == "csi-disk-node"
+        for b in objs
+        if b["kind"].endswith("Binding")
+        for s in b["subjects"]
+    )
+    # The controller's sidecars do need their token.
+    controller = find(objs, "StatefulSet", "csi-disk-controller")["spec"]["template"]["spec"]
+    assert controller.get("automountServiceAccountToken", True) is True
+
+
+def test_driver_code_has_no_kubernetes_client() -> None:
+    # What lets the node pod run without a token: no module talks to the API server.
+    pattern = re.compile(r"^\s*(import|from)\s+kubernetes\b", re.MULTILINE)
+    users = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "csi_disk").rglob("*.py")
+        if pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert users == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kubelet_waits_for_the_drain_before_killing(mode: str) -> None:
+    for workload in workloads(objects(mode)):
+        plugin = containers(workload)["csi-disk"]
+        flagged = [a for a in plugin["args"] if a.startswith("--drain-timeout=")]
+        drain = float(arg_value(plugin, "--drain-timeout")) if flagged else Config().drain_timeout
+        grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        # Kubernetes' default 30 s equals the drain timeout: SIGKILL would land as draining
+        # ends. Leave room for the process to exit after the drain, too.
+        assert grace >= drain + 10, workload["metadata"]["name"]
 
 
 def test_every_binding_points_at_a_rendered_role_and_account() -> None:
