@@ -5,6 +5,10 @@ The chain is resolved once at start, first match wins: an explicit access key (f
 ``ACCESS_KEY_SECRET``), an STS token file (re-read when it changes, as a secret projected by
 Kubernetes is rewritten in place), then the instance's RAM role through our own metadata
 client (refreshed before it expires, and at once after ECS reports an expired token).
+
+``invalidate`` names the credentials ECS refused: when a hundred calls signed with one token
+all come back expired, only the first report marks that token stale and one refresh serves
+them all; reports about a token already replaced change nothing.
 """
 
 from __future__ import annotations
@@ -62,8 +66,11 @@ class CredentialProvider(Protocol):
         """Current credentials, refreshed when needed."""
         ...
 
-    def invalidate(self) -> None:
-        """Forget cached credentials: ECS said they expired."""
+    def invalidate(self, failed: Credentials | None = None) -> None:
+        """ECS said ``failed`` expired: forget them, unless they were replaced already.
+
+        ``None`` means whatever is current.
+        """
         ...
 
 
@@ -110,7 +117,7 @@ class StaticProvider:
     def get(self) -> Credentials:
         return self._creds
 
-    def invalidate(self) -> None:
+    def invalidate(self, failed: Credentials | None = None) -> None:
         """Nothing to refresh: a static key does not expire."""
 
 
@@ -141,13 +148,28 @@ class StsFileProvider:
                 self._stamp = stamp
             return self._creds
 
-    def invalidate(self) -> None:
+    def invalidate(self, failed: Credentials | None = None) -> None:
         with self._lock:
-            self._stamp = None
+            if failed is None or failed == self._creds:
+                self._stamp = None
+
+
+class _Flight:
+    """One metadata fetch that every caller arriving while it runs shares."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Credentials | None = None
+        self.error: Unavailable | None = None
 
 
 class RamRoleProvider:
-    """Temporary credentials of the instance's RAM role, via the metadata service."""
+    """Temporary credentials of the instance's RAM role, via the metadata service.
+
+    Refreshes are single-flight: one caller fetches, callers arriving meanwhile either keep
+    using the current credentials (still valid, only due for renewal) or wait for that fetch
+    and share its outcome, so an expiry seen by many calls at once costs one fetch.
+    """
 
     def __init__(
         self,
@@ -164,28 +186,59 @@ class RamRoleProvider:
         self._lock = threading.Lock()
         self._creds: Credentials | None = None
         self._stale = False
+        self._flight: _Flight | None = None
 
     def get(self) -> Credentials:
         with self._lock:
             creds = self._creds
             if creds is not None and not self._stale and not self._due(creds):
                 return creds
-            try:
-                fresh = self._fetch()
-            except Unavailable:
-                # Keep serving the old credentials while they are still valid: a metadata
-                # blip must not fail calls that would succeed.
-                if creds is not None and not self._stale and not self._expired(creds):
-                    log.warning("refreshing RAM role credentials failed; using current ones")
-                    return creds
-                raise
+            usable = creds is not None and not self._stale and not self._expired(creds)
+            flight = self._flight
+            if flight is not None and usable and creds is not None:
+                return creds  # someone is renewing them; these still work meanwhile
+            leader = flight is None
+            if leader:
+                flight = self._flight = _Flight()
+        assert flight is not None
+        if not leader:
+            flight.done.wait()
+            if flight.result is not None:
+                return flight.result
+            raise Unavailable(flight.error.message if flight.error else "refresh failed")
+        try:
+            fresh = self._fetch()
+        except Unavailable as err:
+            flight.error = err
+            self._land(flight)
+            # Keep serving the old credentials while they are still valid: a metadata
+            # blip must not fail calls that would succeed.
+            if usable and creds is not None:
+                log.warning("refreshing RAM role credentials failed; using current ones")
+                return creds
+            raise
+        except BaseException as err:
+            kind = type(err).__name__
+            flight.error = Unavailable(f"refreshing RAM role credentials failed: {kind}")
+            self._land(flight)
+            raise
+        with self._lock:
             self._creds = fresh
             self._stale = False
-            return fresh
+        flight.result = fresh
+        self._land(flight)
+        return fresh
 
-    def invalidate(self) -> None:
+    def invalidate(self, failed: Credentials | None = None) -> None:
         with self._lock:
-            self._stale = True
+            if failed is None or failed == self._creds:
+                self._stale = True
+
+    def _land(self, flight: _Flight) -> None:
+        with self._lock:
+            if self._flight is flight:
+                self._flight = None
+        flight.done.set()
 
     def _fetch(self) -> Credentials:
         if not self._role:
@@ -195,8 +248,7 @@ class RamRoleProvider:
     def _due(self, creds: Credentials) -> bool:
         if creds.expiration is None:
             return False
-        lifetime_margin = self._margin
-        return self._clock() >= creds.expiration - lifetime_margin
+        return self._clock() >= creds.expiration - self._margin
 
     def _expired(self, creds: Credentials) -> bool:
         return creds.expiration is not None and self._clock() >= creds.expiration

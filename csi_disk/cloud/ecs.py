@@ -52,7 +52,7 @@ from csi_disk.cloud.metadata import MetadataClient
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
 from csi_disk.cloud.retry import RetryPolicy, TokenBucket, call_with_retry
 from csi_disk.config import Config
-from csi_disk.errors import InvalidArgument
+from csi_disk.errors import DriverError, InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -324,36 +324,55 @@ class EcsCloud:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _acs_client(self) -> AcsClient:
-        """The SDK client for the current credentials, rebuilt when they rotate."""
-        creds = self._credentials.get()
+    def _acs_client(self, action: str) -> tuple[AcsClient, Credentials]:
+        """The SDK client for the current credentials, rebuilt when they rotate.
+
+        The provider is asked under our lock, so a caller holding credentials from before a
+        refresh can never rebuild the client over newer ones. A provider that cannot supply
+        credentials (metadata unreachable mid-refresh) is a retryable failure of a call that
+        was never sent.
+        """
         with self._lock:
-            if self._client is None or creds != self._client_creds:
-                client = AcsClient(
-                    ak=creds.access_key_id,
-                    secret=creds.access_key_secret,
-                    region_id=self.region,
-                    auto_retry=False,
-                    max_retry_time=0,
-                    connect_timeout=self._connect_timeout,
-                    timeout=self._read_timeout,
-                    pool_size=self._pool_size,
+            try:
+                creds = self._credentials.get()
+            except DriverError as err:
+                error = EcsUnavailable(
+                    f"ECS {action} failed: no usable credentials: {err.message}", action=action
                 )
-                # Set the signer ourselves: the SDK's factory prefers ALIYUN_ACCESS_KEY_*
-                # from the environment over the credential it is given.
-                if creds.security_token:
-                    client._signer = StsTokenSigner(
-                        StsTokenCredential(
-                            creds.access_key_id, creds.access_key_secret, creds.security_token
-                        )
-                    )
-                else:
-                    client._signer = AccessKeySigner(client._signer._credential)
-                self._client, self._client_creds = client, creds
-            return self._client
+                error.not_applied = True
+                raise error from None
+            if self._client is None or creds != self._client_creds:
+                self._client, self._client_creds = self._build_client(creds), creds
+            return self._client, creds
+
+    def _build_client(self, creds: Credentials) -> AcsClient:
+        client = AcsClient(
+            ak=creds.access_key_id,
+            secret=creds.access_key_secret,
+            region_id=self.region,
+            auto_retry=False,
+            max_retry_time=0,
+            connect_timeout=self._connect_timeout,
+            timeout=self._read_timeout,
+            pool_size=self._pool_size,
+        )
+        # Set the signer ourselves: the SDK's factory prefers ALIYUN_ACCESS_KEY_*
+        # from the environment over the credential it is given.
+        if creds.security_token:
+            client._signer = StsTokenSigner(
+                StsTokenCredential(
+                    creds.access_key_id, creds.access_key_secret, creds.security_token
+                )
+            )
+        else:
+            client._signer = AccessKeySigner(client._signer._credential)
+        return client
 
     def _send(self, action: str, build: Callable[[], AcsRequest]) -> dict[str, Any]:
-        """One attempt: a fresh request (fresh nonce), signed with current credentials."""
+        """One attempt: a fresh request (fresh nonce), signed with current credentials.
+
+        An expired-token answer invalidates exactly the credentials this attempt used.
+        """
         self._limiter.acquire()
         request = build()
         if self._host:
@@ -361,11 +380,12 @@ class EcsCloud:
         request.set_protocol_type(self._protocol)
         request.set_connect_timeout(self._connect_timeout)
         request.set_read_timeout(self._read_timeout)
+        client, creds = self._acs_client(action)
         started = time.monotonic()
         code = "OK"
         error: EcsError | None = None
         try:
-            body = self._acs_client().do_action_with_exception(request)
+            body = client.do_action_with_exception(request)
         except ServerException as err:
             error = _from_server_exception(err, action)
         except ClientException as err:
@@ -379,6 +399,8 @@ class EcsCloud:
             metrics.observe(
                 action, code, time.monotonic() - started, throttled=isinstance(error, EcsThrottled)
             )
+            if error.credentials_expired:
+                self._credentials.invalidate(creds)
             raise error
         metrics.observe(action, code, time.monotonic() - started)
         try:
@@ -392,14 +414,13 @@ class EcsCloud:
         return data
 
     def _attempt(self, action: str, build: Callable[[], AcsRequest]) -> dict[str, Any]:
-        """One attempt, refreshing credentials and repeating once if the STS token expired."""
+        """One attempt, repeated once with refreshed credentials if the STS token expired."""
         try:
             return self._send(action, build)
         except EcsError as err:
             if not err.credentials_expired:
                 raise
             log.info("ECS reported expired credentials on %s; refreshing them", action)
-            self._credentials.invalidate()
             return self._send(action, build)
 
     def _call(
@@ -407,7 +428,11 @@ class EcsCloud:
     ) -> dict[str, Any]:
         def on_retry(err: EcsError, retry: int, delay: float) -> None:
             log.info(
-                "ECS %s failed with %s; retry %d in %.2fs", action, err.ecs_code, retry + 1, delay
+                "ECS %s failed with %s; retry %d in %.2fs",
+                action,
+                err.ecs_code or err.message,
+                retry + 1,
+                delay,
             )
 
         return call_with_retry(

@@ -17,7 +17,8 @@ REQUESTS = Counter(
 )
 DURATION = Histogram(
     "csi_disk_ecs_request_duration_seconds",
-    "Time spent in one ECS API call, including the wait for the rate limiter.",
+    "Time ECS took to answer one API call: the HTTP round trip, without the wait for the "
+    "client-side rate limiter or for a credential refresh.",
     ["action"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

@@ -27,9 +27,9 @@ def request(info: EmulatorInfo, zone: str = "", **kwargs) -> DiskRequest:
 class CountingRoleProvider(RamRoleProvider):
     invalidations = 0
 
-    def invalidate(self) -> None:
+    def invalidate(self, failed: Credentials | None = None) -> None:
         self.invalidations += 1
-        super().invalidate()
+        super().invalidate(failed)
 
 
 def available(disk: Disk | None) -> bool:

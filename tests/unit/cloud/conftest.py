@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-Answer = tuple[int, dict[str, Any]]
+# A dict is sent as JSON; a str as an HTML page (what a gateway in front of ECS answers).
+Answer = tuple[int, dict[str, Any] | str]
 Handler = Callable[[str, dict[str, str]], Answer]
 
 
@@ -49,9 +50,12 @@ def _serve(handler: Handler) -> Iterator[FakeEcs]:
             with fake.lock:
                 fake.calls.append((action, params))
             status, payload = fake.handler(action, params)
-            data = json.dumps(payload).encode()
+            if isinstance(payload, str):
+                data, kind = payload.encode(), "text/html"
+            else:
+                data, kind = json.dumps(payload).encode(), "application/json"
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -62,7 +66,11 @@ def _serve(handler: Handler) -> Iterator[FakeEcs]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler_)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 256  # a hundred callers connect at once in the storm tests
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler_)
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,103 @@ def test_static_provider_is_stable() -> None:
     provider = StaticProvider(Credentials("id", "secret-static-1"))
     provider.invalidate()
     assert provider.get() == Credentials("id", "secret-static-1")
+
+
+def test_invalidating_replaced_credentials_changes_nothing() -> None:
+    md = FakeMetadata()
+    provider = RamRoleProvider(md, "csi-role", clock=lambda: 0.0)  # type: ignore[arg-type]
+    first = provider.get()
+    provider.invalidate(first)
+    second = provider.get()
+    provider.invalidate(first)  # a late report about the token already replaced
+    assert provider.get() is second
+    assert md.fetches == 2
+
+
+class SlowMetadata(FakeMetadata):
+    """Holds every fetch until the test releases it, so callers pile up behind one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def role_credentials(self, role: str) -> dict[str, Any]:
+        self.entered.set()
+        assert self.release.wait(10)
+        return super().role_credentials(role)
+
+
+def _run_all(n: int, fn: Any) -> tuple[list[threading.Thread], list[Any]]:
+    """Start ``n`` threads calling ``fn``; each one's result or error lands in the list."""
+    results: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            results[i] = fn()
+        except Exception as err:
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def test_concurrent_refresh_is_one_fetch_shared_by_every_caller() -> None:
+    md = SlowMetadata()
+    provider = RamRoleProvider(md, "csi-role", clock=lambda: 0.0)  # type: ignore[arg-type]
+    threads, results = _run_all(50, provider.get)
+    assert md.entered.wait(10)
+    md.release.set()
+    for t in threads:
+        t.join(10)
+    assert md.fetches == 1
+    assert {r.security_token for r in results} == {"role-token-1"}
+
+
+def test_a_failed_shared_refresh_fails_every_waiting_caller() -> None:
+    md = SlowMetadata()
+    md.fail = True
+    provider = RamRoleProvider(md, "csi-role", clock=lambda: 0.0)  # type: ignore[arg-type]
+    threads, results = _run_all(20, provider.get)
+    assert md.entered.wait(10)
+    md.release.set()
+    for t in threads:
+        t.join(10)
+    assert all(isinstance(r, Unavailable) for r in results)
+    md.fail = False
+    assert provider.get().security_token == "role-token-1"
+
+
+def test_callers_keep_valid_credentials_while_one_renews_them() -> None:
+    md = SlowMetadata()
+    md.release.set()
+    expiry = parse_expiration(md.expires)
+    assert expiry is not None
+    now = {"t": expiry - 3600}
+    provider = RamRoleProvider(md, margin=300, clock=lambda: now["t"])  # type: ignore[arg-type]
+    first = provider.get()
+    md.release.clear()
+    md.entered.clear()
+    now["t"] = expiry - 100  # due for renewal, still valid
+    threads, _ = _run_all(1, provider.get)
+    assert md.entered.wait(10)
+    assert provider.get() is first  # does not block behind the renewal
+    md.expires = "2031-01-01T00:00:00Z"
+    md.release.set()
+    for t in threads:
+        t.join(10)
+    assert provider.get().security_token == "role-token-2"
+
+
+def test_sts_file_invalidate_ignores_replaced_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "token.json"
+    path.write_text(sts_doc(1))
+    provider = StsFileProvider(path)
+    first = provider.get()
+    provider.invalidate(Credentials("other", "other-secret"))
+    assert provider._stamp is not None
+    provider.invalidate(first)
+    assert provider._stamp is None
+    assert provider.get() == first

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from csi_disk.cloud.credentials import Credentials, StaticProvider
+from csi_disk.cloud.credentials import Credentials, RamRoleProvider, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud, disk_from_item, parse_endpoint
 from csi_disk.cloud.errors import EcsError, PermissionDenied
 from csi_disk.cloud.port import DiskRequest
@@ -49,9 +50,10 @@ class RotatingProvider:
     def get(self) -> Credentials:
         return Credentials(f"STS.{self.n}", f"{SECRET}{self.n}", f"{TOKEN}{self.n}")
 
-    def invalidate(self) -> None:
+    def invalidate(self, failed: Credentials | None = None) -> None:
         self.invalidations += 1
-        self.n += 1
+        if failed is None or failed == self.get():
+            self.n += 1
 
 
 def make_cloud(url: str, provider: Any = None, **kwargs: Any) -> tuple[EcsCloud, list[float]]:
@@ -233,6 +235,98 @@ def test_expired_token_twice_gives_up(ecs_server) -> None:
     with pytest.raises(Unavailable):
         cloud.detach_disk("d-1", "i-1")
     assert len(server.calls) == 2
+
+
+class CountingMetadata:
+    """Role credentials from a metadata stand-in that counts its fetches."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fetches = 0
+        self.down = False
+
+    def ram_role(self) -> str:
+        return "csi-role"
+
+    def role_credentials(self, role: str) -> dict[str, Any]:
+        if self.down:
+            raise Unavailable("metadata service unreachable (URLError)")
+        with self.lock:
+            self.fetches += 1
+            n = self.fetches
+        return {
+            "AccessKeyId": f"STS.{n}",
+            "AccessKeySecret": f"{SECRET}{n}",
+            "SecurityToken": f"{TOKEN}{n}",
+            "Expiration": "2099-01-01T00:00:00Z",
+        }
+
+
+def test_a_hundred_calls_seeing_one_expiry_cost_one_refresh(ecs_server) -> None:
+    callers = 100
+    arrived = threading.Event()
+    lock = threading.Lock()
+    old_token_calls = [0]
+
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if params["SecurityToken"] != f"{TOKEN}1":
+            return ok(Disks={"Disk": []})
+        # Answer nobody until every caller has sent with the first token: all of them see
+        # the expiry, none of them has seen a refresh yet.
+        with lock:
+            old_token_calls[0] += 1
+            if old_token_calls[0] == callers:
+                arrived.set()
+        arrived.wait(20)
+        return 400, {"Code": "InvalidSecurityToken.Expired", "Message": "expired"}
+
+    server = ecs_server(handler)
+    metadata = CountingMetadata()
+    provider = RamRoleProvider(metadata, "csi-role")  # type: ignore[arg-type]
+    cloud, _ = make_cloud(server.url, provider)
+    assert provider.get().security_token == f"{TOKEN}1"
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            cloud.describe_disks(["d-1"])
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert arrived.is_set()
+    assert errors == []
+    assert metadata.fetches == 2  # the first token and one refresh, not one per caller
+    tokens = [p["SecurityToken"] for _, p in server.calls]
+    assert tokens.count(f"{TOKEN}1") == callers  # nobody went back to the old token
+    assert tokens.count(f"{TOKEN}2") == callers
+
+
+def test_unreachable_credentials_are_retryable_and_never_sent(ecs_server) -> None:
+    server = ecs_server(lambda a, p: ok(Disks={"Disk": []}))
+    metadata = CountingMetadata()
+    metadata.down = True
+    provider = RamRoleProvider(metadata, "csi-role")  # type: ignore[arg-type]
+    cloud, sleeps = make_cloud(server.url, provider)
+    with pytest.raises(EcsError) as info:
+        cloud.describe_disks(["d-1"])
+    err = info.value
+    assert isinstance(err, Unavailable) and err.code == "UNAVAILABLE"
+    assert err.retryable and err.not_applied
+    assert "DescribeDisks" in err.message and "metadata service unreachable" in err.message
+    assert len(sleeps) == 3  # retried within the policy (4 attempts)
+    assert server.calls == []
+    # A call that is not idempotent is retried too: nothing reached ECS.
+    sleeps.clear()
+    with pytest.raises(Unavailable):
+        cloud.attach_disk("d-1", "i-1")
+    assert len(sleeps) == 3
+    metadata.down = False
+    assert cloud.describe_disks(["d-1"]) == []
 
 
 def test_ambient_sdk_env_keys_do_not_override_ours(ecs_server, monkeypatch) -> None:
