@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import math
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +15,8 @@ from typing import Any
 import grpc
 
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.emulator.process import EmulatorInfo, running_emulator
+from csi_disk.emulator.process import EmulatorInfo, running_emulator, stop_process
+from csi_disk.stack import environ_without_keys, start_serve
 
 READY_TIMEOUT = 60.0
 
@@ -165,13 +163,7 @@ def serving(
     directory.mkdir(parents=True, exist_ok=True)
     socket_path = directory / f"{name}.sock"
     log_path = directory / f"{name}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
-    full_env.update(env)
-    argv = [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{socket_path}"]
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [*argv, *args], stdout=log_file, stderr=subprocess.STDOUT, env=full_env
-        )
+    process = start_serve(socket_path, args, log_path, {**environ_without_keys(), **env})
     channel = grpc.insecure_channel(f"unix://{socket_path}")
     try:
         daemon = Daemon(process, channel, log_path)
@@ -179,13 +171,7 @@ def serving(
         yield daemon
     finally:
         channel.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=30)
 
 
 def _wait_ready(daemon: Daemon) -> None:

@@ -9,10 +9,10 @@ after a failure.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -24,6 +24,7 @@ from csi_disk.emulator.process import (
     EmulatorInstance,
     start_emulator,
     stop_emulator,
+    stop_process,
     wait_ready,
 )
 
@@ -64,11 +65,9 @@ class Stack:
     def _serve(self, name: str, args: list[str], env: dict[str, str]) -> Plugin:
         socket_path = self.state_dir / "sockets" / f"{name}.sock"
         socket_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{socket_path}"]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
-        full_env.update(env)
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (lives as long as the process)
-        process = subprocess.Popen(argv + args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        process = start_serve(
+            socket_path, args, self.logs / f"{name}.log", {**environ_without_keys(), **env}
+        )
         self.daemons[name] = process
         plugin = Plugin(f"unix://{socket_path}")
         self.plugins[name] = plugin
@@ -140,14 +139,8 @@ class Stack:
         if plugin is not None:
             plugin.close()
         process = self.daemons.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, timeout=60)
 
     def stop_daemons(self) -> None:
         for name in list(self.daemons):
@@ -172,6 +165,31 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def environ_without_keys() -> dict[str, str]:
+    """This process's environment without ``ALIBABA_CLOUD_*``: a daemon gets only the
+    credentials it is handed, so a key in the caller's shell cannot hide a broken path."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
+
+
+def serve_command(socket_path: Path, *args: str) -> list[str]:
+    """``csi-disk serve`` on a unix socket, run by this interpreter (so from this checkout)."""
+    return [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{socket_path}", *args]
+
+
+def start_serve(
+    socket_path: Path, args: Sequence[str], log_path: Path, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start ``csi-disk serve`` with exactly ``env``, its output appended to ``log_path``;
+    it does not wait for the socket (callers wait in the way their checks need)."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            serve_command(socket_path, *args),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+        )
 
 
 def sweep(directory: Path) -> tuple[list[str], list[str]]:

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from pathlib import Path
 import grpc
 
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.emulator.process import stop_process
+from csi_disk.stack import start_serve
 
 
 def free_port() -> int:
@@ -64,10 +65,6 @@ class Daemon:
         return self.process.wait(timeout)
 
 
-def serve_command(socket_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "csi_disk", "serve", "--endpoint", f"unix://{socket_path}", *args]
-
-
 @contextmanager
 def running_daemon(
     socket_path: Path,
@@ -78,15 +75,7 @@ def running_daemon(
 ) -> Iterator[Daemon]:
     """Start a daemon, wait for its socket, yield it; stop it and close the channel after."""
     log_path = log_path or socket_path.with_suffix(".log")
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            serve_command(socket_path, *args),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-        )
+    process = start_serve(socket_path, args, log_path, {**os.environ, **(env or {})})
     deadline = time.monotonic() + wait_socket
     while not socket_path.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -109,13 +98,7 @@ def running_daemon(
         yield daemon
     finally:
         channel.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=30)
 
 
 def flags(**values: object) -> Sequence[str]:

@@ -115,8 +115,9 @@ def wait_ready(
     raise TimeoutError(f"emulator did not become ready within {timeout}s")
 
 
-def stop_emulator(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
-    """SIGTERM and wait (the emulator releases its loop devices); SIGKILL if it hangs."""
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, so the process finishes cleanly (the emulator releases its loop devices,
+    ``csi-disk serve`` drains in-flight calls); SIGKILL only if it hangs past ``timeout``."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -125,6 +126,11 @@ def stop_emulator(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
             process.kill()
             process.wait()
     return process.returncode
+
+
+def stop_emulator(process: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """Stop the emulator; its exit code."""
+    return stop_process(process, timeout)
 
 
 @contextmanager
