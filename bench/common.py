@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,6 +154,29 @@ def serve_args(info: EmulatorInfo, mode: str, directory: Path) -> list[str]:
         kubelet.mkdir(parents=True, exist_ok=True)
         args += ["--device-root", first.device_root, "--kubelet-dir", str(kubelet)]
     return args
+
+
+def run_together(info: EmulatorInfo, threads: int, work: Callable[[int], None]) -> float:
+    """``work(i)`` on ``threads`` threads released at once, after the emulator's call counters
+    are reset; seconds from release until the last one finished.
+
+    Threads start and park at a barrier first, so their start-up is neither timed nor counted.
+    """
+    barrier = threading.Barrier(threads + 1)
+
+    def parked(i: int) -> None:
+        barrier.wait()
+        work(i)
+
+    started = [threading.Thread(target=parked, args=(i,), daemon=True) for i in range(threads)]
+    for t in started:
+        t.start()
+    info.admin("POST", "calls/reset")
+    began = time.monotonic()
+    barrier.wait()
+    for t in started:
+        t.join()
+    return time.monotonic() - began
 
 
 @contextmanager

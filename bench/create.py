@@ -14,7 +14,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Daemon, Report, ak_env, emulator, percentile, ratio, serve_args, serving
+from bench.common import (
+    Daemon,
+    Report,
+    ak_env,
+    emulator,
+    percentile,
+    ratio,
+    run_together,
+    serve_args,
+    serving,
+)
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.emulator.process import EmulatorInfo
 
@@ -71,10 +81,8 @@ def create_volumes(daemon: Daemon, info: EmulatorInfo, callers: int, volumes: in
     next_index = [0]
     latencies: list[float] = []
     errors: list[BaseException] = []
-    start = threading.Barrier(callers + 1)
 
-    def worker() -> None:
-        start.wait()
+    def worker(_: int) -> None:
         while True:
             with lock:
                 index = next_index[0]
@@ -91,15 +99,7 @@ def create_volumes(daemon: Daemon, info: EmulatorInfo, callers: int, volumes: in
             with lock:
                 latencies.append(time.monotonic() - began)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    info.admin("POST", "calls/reset")
-    began = time.monotonic()
-    start.wait()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - began
+    wall = run_together(info, callers, worker)
     if errors:
         raise RuntimeError(f"{len(errors)} CreateVolume calls failed; first: {errors[0]!r}")
     return Level(callers, volumes, wall, latencies, info.calls())

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Report, emulator, percentile, ratio
+from bench.common import Report, emulator, percentile, ratio, run_together
 from csi_disk.cloud import metrics, port
 from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
@@ -92,13 +92,11 @@ def _measure(
     """N threads each create a disk and wait for it; DescribeDisks counted by the emulator."""
     zone = info.zones[0]
     run = uuid.uuid4().hex[:10]
-    start = threading.Barrier(n + 1)
     latencies: list[float] = []
     errors: list[BaseException] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        start.wait()
         try:
             disk_id = cloud.create_disk(
                 DiskRequest(zone, "cloud_essd", 20, client_token=f"bench-{run}-{i}")
@@ -111,16 +109,8 @@ def _measure(
             with lock:
                 errors.append(err)
 
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    info.admin("POST", "calls/reset")
     failed_before = failed_attempts()
-    began = time.monotonic()
-    start.wait()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - began
+    wall = run_together(info, n, one)
     if errors:
         raise RuntimeError(f"{len(errors)} of {n} waits failed; first: {errors[0]!r}")
     calls = int(info.calls().get("DescribeDisks", 0))
