@@ -112,22 +112,33 @@ _NOT_SENT_MARKERS = (
 )
 
 
+def _describe_http_error(raw: str) -> str:
+    """What went wrong on the way to ECS, from the text requests/urllib3 put in the error.
+
+    The text names the pool (``HTTPConnectionPool``) whichever phase failed, so "connect"
+    alone does not tell a connect timeout from a read timeout.
+    """
+    lower = raw.lower()
+    if "read timed out" in lower or "read timeout" in lower:
+        return "read timed out"
+    if "connecttimeout" in lower or "connect timeout" in lower:
+        return "connect timed out"
+    if "refused" in lower:
+        return "connection refused"
+    if "resolution" in lower or "not known" in lower or "servname" in lower:
+        return "name resolution failed"
+    if "ssl" in lower:
+        return "TLS handshake failed"
+    if "timed out" in lower:
+        return "timed out"
+    return "connection failed"
+
+
 def _from_client_exception(err: ClientException, action: str) -> EcsError:
     code = str(err.get_error_code() or "")
     raw = str(err.get_error_msg() or "")
     if code == "SDK.HttpError":
-        if "timed out" in raw.lower() and "connect" not in raw.lower():
-            what = "read timed out"
-        elif "refused" in raw:
-            what = "connection refused"
-        elif "resolution" in raw or "not known" in raw or "servname" in raw:
-            what = "name resolution failed"
-        elif "SSL" in raw:
-            what = "TLS handshake failed"
-        elif "timed out" in raw.lower():
-            what = "connect timed out"
-        else:
-            what = "connection failed"
+        what = _describe_http_error(raw)
         error = EcsUnavailable(
             f"ECS {action} failed: endpoint unreachable ({what})", ecs_code=code, action=action
         )

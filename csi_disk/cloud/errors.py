@@ -217,6 +217,16 @@ def from_ecs_code(
 ) -> EcsError:
     """Build the domain error for an ECS error answer."""
     cls = class_for_code(ecs_code)
+    if cls is EcsInternal and ecs_code not in _EXACT and (http_status or 0) >= 500:
+        # A 5xx without a code ECS documents comes from a gateway or load balancer in front
+        # of ECS (an HTML 502/503/504 page): transient, retried like InternalError. The page
+        # itself says nothing useful and may be long.
+        if ecs_code.startswith("SDK."):
+            message = "the endpoint answered without an ECS error"
+        text = f"ECS {action or 'call'} failed: HTTP {http_status}: {ecs_code}: {message}"
+        return EcsUnavailable(
+            text, ecs_code=ecs_code, request_id=request_id, http_status=http_status, action=action
+        )
     if ecs_code == "SignatureDoesNotMatch":
         # ECS echoes the whole string-to-sign (with the access key id) in this message.
         message = "the request signature does not match: check the access key secret"

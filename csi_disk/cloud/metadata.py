@@ -1,7 +1,9 @@
 """Client for the ECS instance metadata service.
 
 Uses the token flow (IMDSv2-like, hardened mode) when the service offers it and falls back
-to plain GETs when the token call is refused, as instances in "normal" mode answer. The base
+to plain GETs when the token call is refused, as instances in "normal" mode answer. The
+refusal is remembered for a few minutes only, and a plain GET answered 401 ends it at once:
+an instance switched to hardened mode later must not lock the driver out for good. The base
 URL may carry a path so an emulator can serve several instances from one port.
 """
 
@@ -21,6 +23,7 @@ DEFAULT_ENDPOINT = "http://100.100.100.200"
 TOKEN_TTL_SECONDS = 21600
 _TOKEN_MARGIN = 60.0
 _FALLBACK_STATUSES = (403, 404, 405)
+PLAIN_RETRY_SECONDS = 300.0  # after a refused token call, ask for a token again this late
 
 
 class MetadataClient:
@@ -39,7 +42,7 @@ class MetadataClient:
         self._lock = threading.Lock()
         self._token = ""
         self._token_expiry = 0.0
-        self._plain = False  # the service refused the token call: use plain GETs
+        self._plain_until = float("-inf")  # the token call was refused: plain GETs until then
 
     # --- public reads -------------------------------------------------------------------
 
@@ -89,10 +92,12 @@ class MetadataClient:
         token = self._session_token()
         headers = {"X-aliyun-ecs-metadata-token": token} if token else {}
         status, body = self._request("GET", path, headers)
-        if status == 401 and token:
-            # The token expired early or the service restarted: fetch a new one once.
+        if status == 401:
+            # The token expired early, the service restarted, or it now wants tokens where
+            # it refused them before: fetch a new one once.
             with self._lock:
                 self._token = ""
+                self._plain_until = float("-inf")
             token = self._session_token()
             headers = {"X-aliyun-ecs-metadata-token": token} if token else {}
             status, body = self._request("GET", path, headers)
@@ -102,7 +107,7 @@ class MetadataClient:
 
     def _session_token(self) -> str:
         with self._lock:
-            if self._plain:
+            if self._clock() < self._plain_until:
                 return ""
             if self._token and self._clock() < self._token_expiry:
                 return self._token
@@ -113,7 +118,7 @@ class MetadataClient:
         )
         with self._lock:
             if status in _FALLBACK_STATUSES:
-                self._plain = True
+                self._plain_until = self._clock() + PLAIN_RETRY_SECONDS
                 return ""
             if status != 200:
                 raise Unavailable(f"metadata service answered HTTP {status} for a session token")

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from csi_disk.cloud.credentials import Credentials, RamRoleProvider, StaticProvider
-from csi_disk.cloud.ecs import EcsCloud, disk_from_item, parse_endpoint
+from csi_disk.cloud.ecs import EcsCloud, _describe_http_error, disk_from_item, parse_endpoint
 from csi_disk.cloud.errors import EcsError, PermissionDenied
 from csi_disk.cloud.port import DiskRequest
 from csi_disk.cloud.retry import RetryPolicy
@@ -434,6 +434,73 @@ def test_connection_errors_leak_nothing(caplog: pytest.LogCaptureFixture) -> Non
         for leaked in ("Signature=", SECRET, TOKEN, KEY_ID, "http://", "https://", "/?"):
             assert leaked not in text, text
     assert "connection refused" in info.value.message
+
+
+def test_a_read_timeout_is_not_reported_as_a_connect_timeout() -> None:
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        cloud, sleeps = make_cloud(url, read_timeout=0.2)
+        with pytest.raises(Unavailable) as info:
+            cloud.delete_disk("d-1")  # not idempotent: one attempt
+    assert sleeps == []
+    assert "read timed out" in info.value.message
+    assert "connect" not in info.value.message
+    assert not info.value.not_applied  # the request may have reached ECS
+
+
+@pytest.mark.parametrize(
+    ("raw", "what"),
+    [
+        ("HTTPConnectionPool(host='h', port=1): Read timed out. (read timeout=10)", "read timed"),
+        (
+            "HTTPSConnectionPool(host='h', port=443): Max retries exceeded (Caused by "
+            "ConnectTimeoutError(<c>, 'Connection to h timed out. (connect timeout=5)'))",
+            "connect timed",
+        ),
+        ("HTTPConnectionPool(host='h', port=1): [Errno 111] Connection refused", "refused"),
+        ("Failed to resolve: Temporary failure in name resolution", "name resolution"),
+        ("SSLError(SSLCertVerificationError('certificate verify failed'))", "TLS"),
+    ],
+)
+def test_http_errors_say_which_phase_failed(raw: str, what: str) -> None:
+    assert what in _describe_http_error(raw)
+
+
+GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+def test_a_gateway_5xx_page_is_retried_for_idempotent_calls_only(ecs_server) -> None:
+    server = ecs_server(lambda a, p: (502, GATEWAY_PAGE))
+    cloud, sleeps = make_cloud(server.url)
+    with pytest.raises(EcsError) as info:
+        cloud.describe_disks(["d-1"])
+    err = info.value
+    assert isinstance(err, Unavailable) and err.retryable
+    assert err.http_status == 502
+    assert "HTTP 502" in err.message and "<html>" not in err.message
+    assert len(server.calls) == 4 and len(sleeps) == 3
+    server.calls.clear()
+    with pytest.raises(Unavailable):
+        cloud.attach_disk("d-1", "i-1")  # the gateway may have passed it on: not repeated
+    assert len(server.calls) == 1
+
+
+def test_a_5xx_page_then_success(ecs_server) -> None:
+    answers: list[tuple[int, Any]] = [(503, GATEWAY_PAGE), (504, GATEWAY_PAGE)]
+    server = ecs_server(lambda a, p: answers.pop(0) if answers else ok(Disks={"Disk": [DISK]}))
+    cloud, sleeps = make_cloud(server.url)
+    assert [d.id for d in cloud.describe_disks(["d-1"])] == ["d-1"]
+    assert len(sleeps) == 2
+
+
+def test_a_5xx_with_a_known_code_keeps_its_meaning(ecs_server) -> None:
+    server = ecs_server(lambda a, p: (500, {"Code": "InvalidParameter", "Message": "m"}))
+    cloud, _ = make_cloud(server.url)
+    with pytest.raises(InvalidArgument):
+        cloud.describe_disks(["d-1"])
+    assert len(server.calls) == 1
 
 
 def test_signature_mismatch_echo_is_scrubbed(ecs_server, caplog) -> None:

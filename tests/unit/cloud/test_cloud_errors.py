@@ -133,3 +133,21 @@ def test_messages_on_errors_are_scrubbed() -> None:
     assert "http://" not in err.message
     assert "LTAIx" not in err.message
     assert "boom" in err.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retryable"),
+    [
+        ("SDK.UnknownServerError", 502, True),
+        ("Some.UndocumentedCode", 503, True),
+        ("Some.UndocumentedCode", 400, False),
+        ("InvalidAction.NotFound", 500, False),  # an endpoint mismatch stays INTERNAL
+    ],
+)
+def test_an_unknown_code_with_a_5xx_is_transient(code: str, status: int, retryable: bool) -> None:
+    err = from_ecs_code(code, "ServerResponseBody: <html>bad gateway</html>", http_status=status)
+    assert is_retryable(err) is retryable
+    assert err.code == ("UNAVAILABLE" if retryable else "INTERNAL")
+    assert not err.not_applied  # a gateway may have passed the call on
+    if code.startswith("SDK."):
+        assert "<html>" not in err.message

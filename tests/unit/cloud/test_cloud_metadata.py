@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from csi_disk.cloud.metadata import MetadataClient
+from csi_disk.cloud.metadata import PLAIN_RETRY_SECONDS, MetadataClient
 from csi_disk.errors import Unavailable
 
 ROLE_DOC = {
@@ -113,6 +113,33 @@ def test_falls_back_to_plain_gets_when_tokens_are_refused(service: tuple[Service
     assert md.zone_id() == "cn-hangzhou-k"
     assert svc.puts == 1  # the refusal is remembered
     assert all(token == "" for _, token in svc.gets)
+
+
+@pytest.mark.parametrize("service", ["refused"], indirect=True)
+def test_a_refused_token_call_is_tried_again_after_a_while(service: tuple[Service, str]) -> None:
+    svc, base = service
+    now = {"t": 1000.0}
+    md = MetadataClient(base, clock=lambda: now["t"])
+    assert md.instance_id() == "i-abc"
+    now["t"] += PLAIN_RETRY_SECONDS - 1
+    assert md.zone_id() == "cn-hangzhou-k"
+    assert svc.puts == 1
+    now["t"] += 2
+    svc.token_mode = "required"  # the instance was switched to hardened mode meanwhile
+    assert md.region_id() == "cn-hangzhou"
+    assert svc.puts == 2
+    assert svc.gets[-1] == ("/i-abc/latest/meta-data/region-id", "tok-123")
+
+
+@pytest.mark.parametrize("service", ["refused"], indirect=True)
+def test_a_401_on_a_plain_get_asks_for_a_token_at_once(service: tuple[Service, str]) -> None:
+    svc, base = service
+    md = MetadataClient(base, clock=lambda: 0.0)
+    assert md.instance_id() == "i-abc"
+    svc.token_mode = "required"
+    assert md.zone_id() == "cn-hangzhou-k"
+    assert svc.puts == 2
+    assert [token for _, token in svc.gets[-2:]] == ["", "tok-123"]
 
 
 def test_missing_path_is_unavailable_without_the_url(service: tuple[Service, str]) -> None:
