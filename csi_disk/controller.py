@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import re
@@ -56,6 +55,18 @@ RPC = csi_pb2.ControllerServiceCapability.RPC
 LIST_CURSOR_PREFIX = "v1:"
 KNOWN_NAMES = 10_000  # volume names remembered with their disk ids, most recent kept
 TOKEN_GENERATIONS = 8  # bound on following a name's deleted disks to a fresh client token
+
+
+@dataclasses.dataclass(frozen=True)
+class _Asked:
+    """One CreateVolume, checked: what a disk found or made for ``name`` must be."""
+
+    name: str
+    params: VolumeParameters
+    zones: Sequence[str]
+    required: int
+    limit: int
+    snapshot_id: str
 
 
 def _serial(disk: Disk) -> str:
@@ -153,10 +164,11 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             else None
         )
         zones = topology.zones_in_order(requirement, params.zone_param, self.default_zone)
+        asked = _Asked(name, params, zones, required, limit, snapshot_id)
         with self.name_locks.hold(name):
-            disk = self._known_disk(name, params, zones, required, limit)
+            disk = self._known_disk(asked)
             if disk is None:
-                disk = self._create(name, params, zones, required, limit, snapshot_id)
+                disk = self._create(asked)
             settled = self.settle(disk)
             for _ in range(TOKEN_GENERATIONS):
                 if settled is not None:
@@ -166,7 +178,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 # the same on every retry, so a lost reply still finds its disk.
                 log.info("CreateVolume %s: disk %s is gone; creating anew", name, disk.id)
                 token = client_token(f"{name}@{disk.id}")
-                disk = self._create(name, params, zones, required, limit, snapshot_id, token)
+                disk = self._create(asked, token)
                 settled = self.settle(disk)
             if settled is None:
                 self.known.forget(name)
@@ -185,28 +197,21 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 )
             )
 
-    def _known_disk(
-        self,
-        name: str,
-        params: VolumeParameters,
-        zones: Sequence[str],
-        required: int,
-        limit: int,
-    ) -> Disk | None:
+    def _known_disk(self, asked: _Asked) -> Disk | None:
         """The disk this process already made for ``name``, re-read; None when unknown or gone.
 
         A repeat then costs one DescribeDisks and no CreateDisk. Names this process has not
         seen go straight to CreateDisk, whose client token finds an earlier disk: looking each
         new name up by tag first would cost a DescribeDisks per volume.
         """
-        disk_id = self.known.get(name)
+        disk_id = self.known.get(asked.name)
         if disk_id is None:
             return None
         disk = self.describe(disk_id)
-        if disk is None or disk.tags.get(VOLUME_NAME_TAG) != name:
-            self.known.forget(name)
+        if disk is None or disk.tags.get(VOLUME_NAME_TAG) != asked.name:
+            self.known.forget(asked.name)
             return None
-        self._check_existing(disk, params, zones, required, limit, name)
+        self._check_existing(disk, asked)
         return disk
 
     def _find_by_name(self, name: str) -> Disk | None:
@@ -221,16 +226,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     def _level_of(disk: Disk) -> str:
         return disk.performance_level if categories.has_performance_levels(disk.category) else ""
 
-    def _check_existing(
-        self,
-        disk: Disk,
-        params: VolumeParameters,
-        zones: Sequence[str],
-        required: int,
-        limit: int,
-        name: str,
-    ) -> None:
+    @staticmethod
+    def _check_existing(disk: Disk, asked: _Asked) -> None:
         """AlreadyExists when the disk created earlier under ``name`` differs from this request."""
+        params, zones, required, limit = asked.params, asked.zones, asked.required, asked.limit
         problems = []
         if disk.size_gib * GIB < required or (limit and disk.size_gib * GIB > limit):
             problems.append(f"size {disk.size_gib} GiB is outside the requested range")
@@ -255,19 +254,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             problems.append(f"resource group is {disk.resource_group_id or 'the default'}")
         if problems:
             raise AlreadyExists(
-                f"volume {name} already exists as disk {disk.id} but " + "; ".join(problems)
+                f"volume {asked.name} already exists as disk {disk.id} but " + "; ".join(problems)
             )
 
-    def _create(
-        self,
-        name: str,
-        params: VolumeParameters,
-        zones: Sequence[str],
-        required: int,
-        limit: int,
-        snapshot_id: str,
-        token: str = "",
-    ) -> Disk:
+    def _create(self, asked: _Asked, token: str = "") -> Disk:
         """Try each zone in order and, within a zone, each category; fall back only on
         "not possible here" answers (NoStock, category, size or level not sold there).
 
@@ -278,13 +268,11 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         CreateDisk tells (status Creating); the caller's wait through the shared waiter reads
         the rest, so a create costs no DescribeDisks of its own.
         """
-        attempts, size_refusals = self._attempts(name, params, zones, required, limit, snapshot_id)
+        name = asked.name
+        attempts, size_refusals = self._attempts(asked)
         if not attempts:
             raise OutOfRange(f"no category fits the requested capacity: {'; '.join(size_refusals)}")
-        check = functools.partial(
-            self._check_existing, params=params, zones=zones, required=required, limit=limit
-        )
-        disk = self._create_first(name, attempts, token or client_token(name), check)
+        disk = self._create_first(asked, attempts, token or client_token(name))
         if disk is not None:
             return disk
         # The token made a disk with other arguments and no disk carries the name: the
@@ -293,29 +281,23 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         # retries that find other zones with stock.
         log.info("CreateVolume %s: token used before with other arguments; deriving one", name)
         derived = client_token(f"{name}@{_fingerprint(attempts)}")
-        disk = self._create_first(name, attempts, derived, check)
+        disk = self._create_first(asked, attempts, derived)
         if disk is None:
             raise Aborted(f"CreateVolume {name}: ECS refuses both client tokens; retrying")
         return disk
 
     @staticmethod
-    def _attempts(
-        name: str,
-        params: VolumeParameters,
-        zones: Sequence[str],
-        required: int,
-        limit: int,
-        snapshot_id: str,
-    ) -> tuple[list[DiskRequest], list[str]]:
+    def _attempts(asked: _Asked) -> tuple[list[DiskRequest], list[str]]:
         """Every CreateDisk to try, best first (zone by zone), without a client token; and
         why the categories left out cannot hold the requested capacity."""
+        name, params, snapshot_id = asked.name, asked.params, asked.snapshot_id
         tags = {**params.tags, VOLUME_NAME_TAG: name}
         sized: list[DiskRequest] = []
         refusals: list[str] = []
         for category, level in params.attempts():
             try:
                 size = categories.fit_size(
-                    category, level, required, limit, raise_to_minimum=params.auto_size
+                    category, level, asked.required, asked.limit, raise_to_minimum=params.auto_size
                 )
             except OutOfRange as err:
                 refusals.append(err.message)
@@ -340,15 +322,11 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                     bursting_enabled=params.bursting_enabled if desc.bursting else None,
                 )
             )
-        attempts = [dataclasses.replace(r, zone=zone) for zone in zones for r in sized]
+        attempts = [dataclasses.replace(r, zone=zone) for zone in asked.zones for r in sized]
         return attempts, refusals
 
     def _create_first(
-        self,
-        name: str,
-        attempts: Sequence[DiskRequest],
-        token: str,
-        check: Callable[..., None],
+        self, asked: _Asked, attempts: Sequence[DiskRequest], token: str
     ) -> Disk | None:
         """The first disk CreateDisk makes (or already made) under ``token``.
 
@@ -356,6 +334,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         otherwise and no disk carries the name: the token belongs to a disk that is gone.
         RESOURCE_EXHAUSTED when every (zone, category) is out of stock or not sold.
         """
+        name = asked.name
         refusals: list[str] = []
         mismatched = False
         for attempt in attempts:
@@ -369,7 +348,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                         mismatched = True
                         existing = self._find_by_name(name)
                         if existing is not None:
-                            check(existing, name=name)
+                            self._check_existing(existing, asked)
                             return existing
                     # The tag lookup may lag a fresh disk: the attempt with the arguments
                     # the token was used with answers its id, and none of the others can
