@@ -14,6 +14,7 @@ from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.errors import Aborted, DeadlineExceeded, FailedPrecondition, NotFound
 from tests.fakes import InMemoryCloud, ecs_error
+from tests.unit.controller_helpers import cloud_with, running_waiter
 
 ZONE = "cn-hangzhou-h"
 OTHER_ZONE = "cn-hangzhou-i"
@@ -21,18 +22,13 @@ OTHER_ZONE = "cn-hangzhou-i"
 
 @pytest.fixture
 def cloud() -> InMemoryCloud:
-    c = InMemoryCloud()
-    c.add_instance("i-here", ZONE)
-    c.add_instance("i-there", ZONE)
-    c.add_instance("i-far", OTHER_ZONE)
-    return c
+    return cloud_with(("i-here", ZONE), ("i-there", ZONE), ("i-far", OTHER_ZONE))
 
 
 @pytest.fixture
 def waiter(cloud: InMemoryCloud) -> Iterator[DiskWaiter]:
-    w = DiskWaiter(cloud, interval=0.01)
-    yield w
-    w.close()
+    with running_waiter(cloud, 0.01) as w:
+        yield w
 
 
 def make(cloud: InMemoryCloud, waiter: DiskWaiter, **config: object) -> Attacher:

@@ -12,7 +12,6 @@ from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.cloud.port import DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.config import Config
 from csi_disk.controller import ControllerService
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import (
@@ -29,10 +28,12 @@ from csi_disk.errors import (
 from csi_disk.tokens import VOLUME_NAME_TAG, client_token
 from csi_disk.topology import K8S_ZONE_KEY, ZONE_KEY
 from tests.fakes import InMemoryCloud, ecs_error
+from tests.unit.controller_helpers import ZONE as ZONE_H  # the controller's default zone
+from tests.unit.controller_helpers import cloud_with, running_waiter
+from tests.unit.controller_helpers import controller as make
 
 Mode = csi_pb2.VolumeCapability.AccessMode
 RPC = csi_pb2.ControllerServiceCapability.RPC
-ZONE_H = "cn-hangzhou-h"
 ZONE_I = "cn-hangzhou-i"
 
 
@@ -76,24 +77,13 @@ def create_request(
 
 @pytest.fixture
 def cloud() -> InMemoryCloud:
-    c = InMemoryCloud()
-    c.add_instance("i-h1", ZONE_H)
-    c.add_instance("i-h2", ZONE_H)
-    c.add_instance("i-i1", ZONE_I)
-    return c
+    return cloud_with(("i-h1", ZONE_H), ("i-h2", ZONE_H), ("i-i1", ZONE_I))
 
 
 @pytest.fixture
 def waiter(cloud: InMemoryCloud) -> Iterator[DiskWaiter]:
-    w = DiskWaiter(cloud, interval=0.005, collect_window=0.001)
-    yield w
-    w.close()
-
-
-def make(cloud: InMemoryCloud, waiter: DiskWaiter, **config: object) -> ControllerService:
-    settings: dict[str, object] = {"attach_mode": "controller", "operation_timeout": 10.0}
-    settings.update(config)
-    return ControllerService(Config(**settings), cloud, waiter, default_zone=ZONE_H)  # type: ignore[arg-type]
+    with running_waiter(cloud, 0.005, collect_window=0.001) as w:
+        yield w
 
 
 @pytest.fixture

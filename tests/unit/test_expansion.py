@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from csi_disk.categories import GIB
-from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.config import Config
 from csi_disk.controller import ControllerService
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import Aborted, InvalidArgument, NotFound, OutOfRange
 from tests.fakes import InMemoryCloud, ecs_error
+from tests.unit import controller_helpers
 
 RPC = csi_pb2.ControllerServiceCapability.RPC
-ZONE = "cn-hangzhou-h"
 BLOCK = csi_pb2.VolumeCapability(
     block=csi_pb2.VolumeCapability.BlockVolume(),
     access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
 )
 
 
-@pytest.fixture
-def cloud() -> InMemoryCloud:
-    c = InMemoryCloud()
-    c.add_instance("i-h1", ZONE)
-    return c
-
-
-@pytest.fixture
-def ctl(cloud: InMemoryCloud) -> Iterator[ControllerService]:
-    waiter = DiskWaiter(cloud, interval=0.005, collect_window=0.001)
-    yield ControllerService(
-        Config(attach_mode="controller", operation_timeout=5.0), cloud, waiter, default_zone=ZONE
-    )  # type: ignore[arg-type]
-    waiter.close()
+cloud = controller_helpers.cloud
+ctl = controller_helpers.ctl
 
 
 def expand(
