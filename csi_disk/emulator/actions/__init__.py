@@ -43,6 +43,16 @@ COMMON_PARAMS = frozenset(
 )
 
 
+# ECS numbers repeated parameters from 1; Tag.N goes to 20, the longest lists to 100.
+MAX_INDEX = 100
+
+
+def _index(key: str, digits: str, limit: int) -> int:
+    if len(digits) > 3 or not 1 <= int(digits) <= limit:
+        raise invalid_parameter(key, f"The index must be between 1 and {limit}.")
+    return int(digits)
+
+
 class Params:
     """Typed access to one request's parameters; errors name the parameter like ECS."""
 
@@ -94,20 +104,25 @@ class Params:
             raise invalid_parameter(name, f"At most {limit} items are allowed.")
         return items
 
-    def indexed(self, prefix: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
-        """``Prefix.N.Field`` parameters as a list ordered by N."""
+    def indexed(
+        self, prefix: str, fields: tuple[str, ...], limit: int = MAX_INDEX
+    ) -> list[dict[str, str]]:
+        """``Prefix.N.Field`` parameters as a list ordered by N (1 <= N <= ``limit``)."""
         pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.({'|'.join(fields)})$")
         grouped: dict[int, dict[str, str]] = {}
         for key, value in self.raw.items():
             match = pattern.match(key)
             if match:
-                grouped.setdefault(int(match.group(1)), {})[match.group(2)] = value
+                index = _index(key, match.group(1), limit)
+                grouped.setdefault(index, {})[match.group(2)] = value
         return [grouped[i] for i in sorted(grouped)]
 
-    def numbered(self, prefix: str) -> list[str]:
-        """``Prefix.N`` parameters as a list ordered by N."""
+    def numbered(self, prefix: str, limit: int = MAX_INDEX) -> list[str]:
+        """``Prefix.N`` parameters as a list ordered by N (1 <= N <= ``limit``)."""
         pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)$")
-        found = {int(m.group(1)): v for k, v in self.raw.items() if (m := pattern.match(k))}
+        found = {
+            _index(k, m.group(1), limit): v for k, v in self.raw.items() if (m := pattern.match(k))
+        }
         return [found[i] for i in sorted(found)]
 
 

@@ -37,7 +37,7 @@ def size_range(category: str, level: str) -> tuple[int, int]:
 
 
 def _tags(params: Params) -> list[dict[str, str]]:
-    tags = params.indexed("Tag", ("Key", "Value"))
+    tags = params.indexed("Tag", ("Key", "Value"), limit=20)
     if len(tags) > 20:
         raise invalid_parameter("Tag.N", "At most 20 tags are allowed.")
     for tag in tags:
@@ -298,7 +298,7 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
     disk_type = p.str("DiskType", "all")
     if disk_type not in ("all", "system", "data"):
         raise invalid_parameter("DiskType")
-    tag_filters = p.indexed("Tag", ("Key", "Value"))
+    tag_filters = p.indexed("Tag", ("Key", "Value"), limit=20)
     paging = Paging.parse(p, max_results_limit=500)
     with cloud.store.tx() as db:
         rows = db.execute("SELECT * FROM disks ORDER BY seq").fetchall()

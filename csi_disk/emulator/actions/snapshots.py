@@ -203,7 +203,7 @@ def describe_snapshots(cloud: Cloud, p: Params) -> dict[str, Any]:
     status = p.str("Status", "all")
     if status not in SNAPSHOT_STATUSES:
         raise invalid_parameter("Status")
-    tag_filters = p.indexed("Tag", ("Key", "Value"))
+    tag_filters = p.indexed("Tag", ("Key", "Value"), limit=20)
     paging = Paging.parse(p)
     with cloud.store.tx() as db:
         rows = db.execute("SELECT * FROM snapshots ORDER BY seq").fetchall()

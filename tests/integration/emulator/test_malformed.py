@@ -297,3 +297,18 @@ def test_throttle_bucket_hands_out_its_last_token_once(in_process: Emulator) -> 
         thread.join()
     assert outcomes.count("passed") == 1
     assert outcomes.count("Throttling.User") == callers - 1
+
+
+@pytest.mark.parametrize(
+    "key", ["Tag.21.Key", "Tag.0.Key", "Tag.9999999.Key", "Tag." + "9" * 5000 + ".Key"]
+)
+def test_tag_index_outside_ecs_range_is_invalid_parameter(ecs: Any, key: str) -> None:
+    """ECS numbers tags 1..20; a huge index is a bad parameter, not a server error."""
+    from aliyunsdkcore.acs_exception.exceptions import ServerException
+
+    request = ecs.request("DescribeDisks")
+    request.add_query_param(key, "k")
+    with pytest.raises(ServerException) as caught:
+        ecs.send(request)
+    assert caught.value.get_error_code() == "InvalidParameter"
+    assert "index" in caught.value.get_error_msg()
