@@ -22,6 +22,7 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.emulator.process import (
     EmulatorInfo,
     EmulatorInstance,
+    die_with_parent,
     start_emulator,
     stop_emulator,
     stop_process,
@@ -189,6 +190,7 @@ def start_serve(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=dict(env),
+            preexec_fn=die_with_parent,
         )
 
 

@@ -8,6 +8,8 @@ with running_emulator(tmp_path / "ecs", latency_scale=0.01) as emu:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -81,6 +83,19 @@ def read_info(state_dir: Path, process: subprocess.Popen[bytes] | None = None) -
     return EmulatorInfo(**raw, state_dir=state_dir, process=process)
 
 
+def die_with_parent() -> None:
+    """In a child before exec: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG).
+
+    A test runner or demo killed outright would otherwise leave its emulator and plugins
+    running, holding loop devices and mounts.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to arrange
+        pass
+
+
 def start_emulator(state_dir: Path, **options: Any) -> subprocess.Popen[bytes]:
     """Start the emulator process; options map to flags (``latency_scale=0.01`` ->
     ``--latency-scale 0.01``)."""
@@ -95,7 +110,13 @@ def start_emulator(state_dir: Path, **options: Any) -> subprocess.Popen[bytes]:
             argv.append(str(value))
     log = open(state_dir / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+            preexec_fn=die_with_parent,
+        )
     finally:
         log.close()
 

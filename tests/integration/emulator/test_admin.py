@@ -4,8 +4,11 @@ state surviving kill -9."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,30 @@ def _loops(state: Path) -> set[str]:
         check=False,
     ).stdout
     return {line.split()[0] for line in out.splitlines() if str(state) in line}
+
+
+def test_emulator_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A killed test runner or demo must not leave an emulator holding loop devices."""
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from csi_disk.emulator.process import start_emulator, wait_ready\n"
+        "p = start_emulator(Path(sys.argv[1]), block_devices='off')\n"
+        "wait_ready(Path(sys.argv[1]), p)\n"
+        "print(p.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ecs")],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    pid = int(out.split()[-1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    raise AssertionError("the emulator outlived the process that started it")
