@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from csi_disk.cloud.errors import from_ecs_code
+from csi_disk.cloud.errors import PermissionDenied, from_ecs_code
 from csi_disk.cloud.port import AVAILABLE, IN_USE, Disk
 from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.errors import DeadlineExceeded, Unavailable
+from csi_disk.errors import DeadlineExceeded, InvalidArgument, Unavailable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,6 +23,8 @@ class CountingCloud:
         self.seen = dict.fromkeys(ids, 0)
         self.calls: list[list[str]] = []
         self.failures = 0
+        self.rejected: set[str] = set()  # ids ECS refuses as malformed
+        self.forbidden = False
         self.lock = threading.Lock()
 
     def describe_disks(self, disk_ids: Sequence[str]) -> list[Disk]:
@@ -31,6 +33,10 @@ class CountingCloud:
             if self.failures:
                 self.failures -= 1
                 raise from_ecs_code("Throttling", "slow down")
+            if self.forbidden:
+                raise from_ecs_code("Forbidden.RAM", "user not authorized", action="DescribeDisks")
+            if self.rejected & set(disk_ids):
+                raise from_ecs_code("InvalidDiskIds.Malformed", "bad ids", action="DescribeDisks")
             out = []
             for disk_id in disk_ids:
                 if disk_id not in self.seen:
@@ -140,3 +146,117 @@ def test_close_releases_pending_waits_and_refuses_new_ones() -> None:
     assert len(errors) == 1
     with pytest.raises(Unavailable):
         waiter.wait("d-1", attached, timeout=1)
+
+
+def test_refused_permission_fails_the_wait_at_once(make_waiter) -> None:
+    cloud = CountingCloud(["d-1"])
+    cloud.forbidden = True
+    with pytest.raises(PermissionDenied) as info:
+        make_waiter(cloud, interval=0.05).wait("d-1", attached, timeout=60)
+    assert "Forbidden.RAM" in info.value.message
+    assert len(cloud.calls) == 1
+
+
+def test_a_malformed_id_fails_only_its_own_wait(make_waiter) -> None:
+    ids = [f"d-{n:04d}" for n in range(99)]
+    cloud = CountingCloud(ids, after=1)
+    cloud.rejected = {"d-0042"}
+    waiter = make_waiter(cloud, interval=0.2)
+    results: dict[str, object] = {}
+    barrier = threading.Barrier(len(ids))
+
+    def run(disk_id: str) -> None:
+        barrier.wait()
+        try:
+            results[disk_id] = waiter.wait(disk_id, attached, timeout=60)
+        except Exception as err:
+            results[disk_id] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = results.pop("d-0042")
+    assert isinstance(bad, InvalidArgument) and "InvalidDiskIds.Malformed" in bad.message
+    assert all(isinstance(d, Disk) and d.status == IN_USE for d in results.values())
+    # Halving the batch finds the id in about 2*log2(100) calls, not one call per id.
+    assert len(cloud.calls) <= 2 * 8 + 4
+
+
+def test_the_poller_survives_its_own_bug(make_waiter, caplog) -> None:
+    cloud = CountingCloud(["d-1"], after=1)
+    waiter = make_waiter(cloud, interval=0.05)
+    real_poll = waiter._poll
+    broken = [True]
+
+    def poll(waits: list) -> None:
+        if broken.pop() if broken else False:
+            raise RuntimeError("bug in the poll loop")
+        real_poll(waits)
+
+    waiter._poll = poll
+    disk = waiter.wait("d-1", attached, timeout=30)
+    assert disk is not None and disk.status == IN_USE
+    assert "bug in the poll loop" in caplog.text
+
+
+class ThreadKiller(BaseException):
+    """Escapes every ``except Exception``: the poller thread dies of it."""
+
+
+def test_a_dead_poller_is_restarted_for_pending_and_new_waits(make_waiter, monkeypatch) -> None:
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    cloud = CountingCloud(["d-1", "d-2"], after=1)
+    waiter = make_waiter(cloud, interval=0.05)
+    real_poll = waiter._poll
+    kill = [True]
+    died = threading.Event()
+
+    def poll(waits: list) -> None:
+        if kill.pop() if kill else False:
+            died.set()
+            raise ThreadKiller
+        real_poll(waits)
+
+    waiter._poll = poll
+    result: list[Disk | None] = []
+    pending = threading.Thread(target=lambda: result.append(waiter.wait("d-1", attached, 30)))
+    pending.start()
+    assert died.wait(10)
+    pending.join(30)
+    assert result and result[0] is not None and result[0].id == "d-1"
+    disk = waiter.wait("d-2", attached, timeout=30)
+    assert disk is not None and disk.id == "d-2"
+
+
+def test_close_does_not_hang_on_a_stuck_poll() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    class StuckCloud:
+        def describe_disks(self, disk_ids: Sequence[str]) -> list[Disk]:
+            entered.set()
+            release.wait(30)
+            return []
+
+    waiter = DiskWaiter(StuckCloud(), 0.05)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            waiter.wait("d-1", attached, 30)
+        except Unavailable as err:
+            errors.append(err)
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert entered.wait(10)
+    waiter.close(timeout=0.1)
+    poller = waiter._thread
+    assert poller is not None and poller.is_alive()  # close returned while the poll is stuck
+    t.join(10)
+    assert not t.is_alive() and len(errors) == 1  # the pending wait was released
+    release.set()
+    poller.join(10)
+    assert not poller.is_alive()
