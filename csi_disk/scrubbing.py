@@ -34,22 +34,52 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     ),
 ]
 
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
+MAX_SECRETS = 64  # a role rotating hourly registers two values an hour; old ones expired
+
+
+class _Secrets:
+    """The most recently loaded secret values, longest first when read.
+
+    Bounded, so a long-running driver whose role credentials rotate all day does not scan
+    an ever-growing list on every log line; the sorted view is kept until the set changes.
+    """
+
+    def __init__(self, limit: int = MAX_SECRETS) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._values: dict[str, None] = {}  # insertion order: oldest first
+        self._sorted: tuple[str, ...] | None = None
+
+    def add(self, value: str) -> None:
+        with self._lock:
+            if value in self._values:
+                if next(reversed(self._values)) == value:
+                    return
+                del self._values[value]  # seen again: now the most recent
+            self._values[value] = None
+            while len(self._values) > self._limit:
+                del self._values[next(iter(self._values))]
+            self._sorted = None
+
+    def longest_first(self) -> tuple[str, ...]:
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = tuple(sorted(self._values, key=len, reverse=True))
+            return self._sorted
+
+
+_secrets = _Secrets()
 
 
 def register_secret(value: str) -> None:
     """Remember a secret (access key secret, STS token) so ``scrub`` masks it anywhere."""
     if value and len(value) >= 6:
-        with _secrets_lock:
-            _secrets.add(value)
+        _secrets.add(value)
 
 
 def scrub(text: str) -> str:
     """``text`` without URLs, signatures, access keys, tokens or known secret values."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _secrets.longest_first():
         if secret in text:
             text = text.replace(secret, "***")
     for pattern, replacement in _RULES:
