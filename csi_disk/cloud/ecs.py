@@ -271,6 +271,21 @@ def _flag(value: bool) -> str:
 # --- the client --------------------------------------------------------------------------
 
 
+def _replaces(creds: Credentials, current: Credentials) -> bool:
+    """True when ``creds`` should replace ``current``: different, and not older.
+
+    A refresh never moves expiry back, so credentials expiring sooner are from before it.
+    """
+    if creds == current:
+        return False
+    older = (
+        creds.expiration is not None
+        and current.expiration is not None
+        and creds.expiration < current.expiration
+    )
+    return not older
+
+
 def parse_endpoint(endpoint: str) -> tuple[str, str]:
     """``http://127.0.0.1:8080`` -> ("127.0.0.1:8080", "http"); a bare host means https."""
     if not endpoint:
@@ -338,23 +353,26 @@ class EcsCloud:
     def _acs_client(self, action: str) -> tuple[AcsClient, Credentials]:
         """The SDK client for the current credentials, rebuilt when they rotate.
 
-        The provider is asked under our lock, so a caller holding credentials from before a
-        refresh can never rebuild the client over newer ones. A provider that cannot supply
-        credentials (metadata unreachable mid-refresh) is a retryable failure of a call that
-        was never sent.
+        The provider is asked outside our lock (a refresh must not stall every call), so a
+        caller may come back with credentials older than the client's: it then uses the
+        client's newer ones instead of rebuilding the client over them. A provider that
+        cannot supply credentials (metadata unreachable mid-refresh) is a retryable failure
+        of a call that was never sent.
         """
+        try:
+            creds = self._credentials.get()
+        except DriverError as err:
+            error = EcsUnavailable(
+                f"ECS {action} failed: no usable credentials: {err.message}", action=action
+            )
+            error.not_applied = True
+            raise error from None
         with self._lock:
-            try:
-                creds = self._credentials.get()
-            except DriverError as err:
-                error = EcsUnavailable(
-                    f"ECS {action} failed: no usable credentials: {err.message}", action=action
-                )
-                error.not_applied = True
-                raise error from None
-            if self._client is None or creds != self._client_creds:
-                self._client, self._client_creds = self._build_client(creds), creds
-            return self._client, creds
+            client, current = self._client, self._client_creds
+            if client is None or current is None or _replaces(creds, current):
+                client, current = self._build_client(creds), creds
+                self._client, self._client_creds = client, current
+            return client, current
 
     def _build_client(self, creds: Credentials) -> AcsClient:
         client = AcsClient(

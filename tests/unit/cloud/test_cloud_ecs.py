@@ -306,6 +306,31 @@ def test_a_hundred_calls_seeing_one_expiry_cost_one_refresh(ecs_server) -> None:
     assert tokens.count(f"{TOKEN}2") == callers
 
 
+class ScriptedProvider:
+    """Hands out the given credentials in order, like callers racing a refresh."""
+
+    def __init__(self, *script: Credentials) -> None:
+        self.script = list(script)
+
+    def get(self) -> Credentials:
+        return self.script.pop(0)
+
+    def invalidate(self, failed: Credentials | None = None) -> None:
+        pass
+
+
+def test_a_caller_with_older_credentials_does_not_replace_newer_ones(ecs_server) -> None:
+    server = ecs_server(lambda a, p: ok(Disks={"Disk": []}))
+    old = Credentials("STS.old", "old-secret-value", "old-token-value", expiration=1000.0)
+    new = Credentials("STS.new", "new-secret-value", "new-token-value", expiration=2000.0)
+    newest = Credentials("STS.newest", "newest-secret-value", "newest-token", expiration=3000.0)
+    cloud, _ = make_cloud(server.url, ScriptedProvider(new, old, newest))
+    for _ in range(3):
+        cloud.describe_disks(["d-1"])
+    tokens = [p["SecurityToken"] for _, p in server.calls]
+    assert tokens == ["new-token-value", "new-token-value", "newest-token"]
+
+
 def test_unreachable_credentials_are_retryable_and_never_sent(ecs_server) -> None:
     server = ecs_server(lambda a, p: ok(Disks={"Disk": []}))
     metadata = CountingMetadata()
