@@ -131,7 +131,8 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     ) -> tuple[str, csi_pb2.VolumeContentSource | None]:
         """The snapshot id to create from, and the source to echo; overridden for snapshots."""
         if request.HasField("volume_content_source"):
-            raise Unimplemented("creating a volume from a snapshot or a volume is not supported")
+            # The spec's code for a source the plugin cannot create from: INVALID_ARGUMENT.
+            raise InvalidArgument("creating a volume from a snapshot or a volume is not supported")
         return "", None
 
     # --- CreateVolume ----------------------------------------------------------------------

@@ -28,7 +28,6 @@ from csi_disk.errors import (
     InvalidArgument,
     NotFound,
     OutOfRange,
-    Unimplemented,
 )
 from csi_disk.parameters import parse_count
 from csi_disk.tokens import client_token
@@ -149,7 +148,10 @@ class SnapshotsMixin(_Base):
             return None
         source = request.volume_content_source
         if source.WhichOneof("type") != "snapshot":
-            raise Unimplemented("creating a volume from another volume (cloning) is not supported")
+            # The spec's code for a source the plugin cannot create from: INVALID_ARGUMENT.
+            raise InvalidArgument(
+                "creating a volume from another volume (cloning) is not supported"
+            )
         snapshot_id = validate_snapshot_id(source.snapshot.snapshot_id)
         snap = self.describe_snapshot(snapshot_id)
         if snap is None:

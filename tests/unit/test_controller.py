@@ -167,10 +167,11 @@ def test_create_accepts_single_node_multi_writer_and_multi_node_block(
     assert vol.volume_context["multiAttach"] == "true"
 
 
-def test_create_from_another_volume_is_unimplemented(ctl: ControllerService) -> None:
+def test_create_from_another_volume_is_an_invalid_argument(ctl: ControllerService) -> None:
+    """The spec's code for a source the plugin cannot create from (no CLONE_VOLUME)."""
     req = create_request()
     req.volume_content_source.volume.volume_id = "d-1"  # cloning; snapshots: test_snapshots
-    with pytest.raises(Unimplemented):
+    with pytest.raises(InvalidArgument):
         ctl.CreateVolume(req)
 
 
