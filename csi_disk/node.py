@@ -525,8 +525,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     ) -> csi_pb2.NodePublishVolumeResponse:
         disk_id = validate_volume_id(request.volume_id)
         target = self._path(request.target_path, "target_path")
-        staging = self._path(request.staging_target_path, "staging_target_path")
         wanted = _require_capability(request)
+        if not request.staging_target_path:
+            # The spec's code when STAGE_UNSTAGE_VOLUME is advertised and the path is unset.
+            raise FailedPrecondition("staging_target_path is required: volumes are staged first")
+        staging = self._path(request.staging_target_path, "staging_target_path")
         read_only = request.readonly or wanted.read_only
         with self._locks.hold(disk_id):
             if wanted.block:
@@ -609,22 +612,38 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetVolumeStats(
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
-        validate_volume_id(request.volume_id)
+        disk_id = validate_volume_id(request.volume_id)
         path = self._path(request.volume_path, "volume_path")
         if not path.exists():
             raise NotFound(f"volume path {path} does not exist")
         Usage = csi_pb2.VolumeUsage
-        if self._host.device_number(path) is not None:
-            size = self._host.device_size(path)
-            return csi_pb2.NodeGetVolumeStatsResponse(
-                usage=[Usage(unit=Usage.BYTES, total=size)],
-                volume_condition=csi_pb2.VolumeCondition(abnormal=False, message="ok"),
-            )
-        if self._host.find_mount(path) is None:
+        block_rdev = self._host.device_number(path)
+        mounted = self._host.find_mount(path) if block_rdev is None else None
+        if block_rdev is None and mounted is None:
             return csi_pb2.NodeGetVolumeStatsResponse(
                 volume_condition=csi_pb2.VolumeCondition(
                     abnormal=True, message=f"{path} is not mounted any more"
                 )
+            )
+        there = block_rdev
+        if mounted is not None:
+            there = os.makedev(mounted.major, mounted.minor)
+        device = self._host.find_device(disk_id)
+        if device is None:
+            return csi_pb2.NodeGetVolumeStatsResponse(
+                volume_condition=csi_pb2.VolumeCondition(
+                    abnormal=True, message=f"disk {disk_id} is not attached to this node"
+                )
+            )
+        rdev = self._host.device_number(device)
+        if rdev is not None and rdev != there:
+            # The spec's NOT_FOUND: the volume does not exist on this path (another does).
+            raise NotFound(f"volume {disk_id} is not the volume at {path}")
+        if block_rdev is not None:
+            size = self._host.device_size(path)
+            return csi_pb2.NodeGetVolumeStatsResponse(
+                usage=[Usage(unit=Usage.BYTES, total=size)],
+                volume_condition=csi_pb2.VolumeCondition(abnormal=False, message="ok"),
             )
         got = self._host.stats(path, self._stats_timeout)
         return csi_pb2.NodeGetVolumeStatsResponse(

@@ -368,7 +368,9 @@ def test_paths_outside_the_kubelet_dir_are_invalid(
     assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
     request = publish_req(disk.id, good, good)
     request.staging_target_path = text
-    assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
+    # An unset staging path is the spec's FAILED_PRECONDITION (STAGE_UNSTAGE_VOLUME is set).
+    expected = "FAILED_PRECONDITION" if not text else "INVALID_ARGUMENT"
+    assert code_of(node.NodePublishVolume, request) == expected
     stats = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=text)
     assert code_of(node.NodeGetVolumeStats, stats) == "INVALID_ARGUMENT"
     assert cloud.calls["attach_disk"] == 0

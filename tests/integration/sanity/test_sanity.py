@@ -506,6 +506,28 @@ def test_controller_publish_argument_checks(sanity: Sanity, res: Resources) -> N
     assert code_of(publish, missing_node) == Code.NOT_FOUND
 
 
+def test_controller_publish_to_a_second_node(sanity: Sanity, res: Resources) -> None:
+    """Published on one running node, a single-node volume is not taken by another: the
+    spec's FAILED_PRECONDITION, naming the node that holds it."""
+    publish = res.controller.ControllerPublishVolume
+    volume = res.create_volume(unique("second-node"))
+    first, second = sanity.attach.node_id, sanity.local.node_id
+
+    def request(node_id: str) -> Any:
+        return csi_pb2.ControllerPublishVolumeRequest(
+            volume_id=volume.volume_id, node_id=node_id, volume_capability=mount_cap()
+        )
+
+    reply = publish(request(first), timeout=CALL_TIMEOUT)
+    assert reply.publish_context
+    with pytest.raises(grpc.RpcError) as err:
+        publish(request(second), timeout=CALL_TIMEOUT)
+    assert err.value.code() == Code.FAILED_PRECONDITION
+    assert first in (err.value.details() or "")
+    rows = sanity.info.admin("GET", "disks")["attachments"]
+    assert {r["instance_id"] for r in rows if r["disk_id"] == volume.volume_id} == {first}
+
+
 def test_controller_unpublish(sanity: Sanity, res: Resources) -> None:
     unpublish = res.controller.ControllerUnpublishVolume
     Request = csi_pb2.ControllerUnpublishVolumeRequest
@@ -694,10 +716,6 @@ def test_node_argument_checks(sanity: Sanity, mode: str) -> None:
                 volume_id=MISSING_VOLUME, target_path=str(target), staging_target_path=str(staging)
             ),
         ),
-        (
-            node.NodePublishVolume,
-            Publish(volume_id=MISSING_VOLUME, target_path=str(target), volume_capability=cap),
-        ),
         (node.NodeUnpublishVolume, Unpublish()),
         (node.NodeUnpublishVolume, Unpublish(volume_id=MISSING_VOLUME)),
         (node.NodeGetVolumeStats, csi_pb2.NodeGetVolumeStatsRequest(volume_path=str(target))),
@@ -707,6 +725,9 @@ def test_node_argument_checks(sanity: Sanity, mode: str) -> None:
     ]
     for call, request in invalid:
         assert code_of(call, request) == Code.INVALID_ARGUMENT, (call, request)
+    # The spec: STAGE_UNSTAGE_VOLUME is advertised but no staging path was set.
+    unstaged = Publish(volume_id=MISSING_VOLUME, target_path=str(target), volume_capability=cap)
+    assert code_of(node.NodePublishVolume, unstaged) == Code.FAILED_PRECONDITION
 
 
 @pytest.mark.parametrize("mode", ["attach", "local"])
@@ -836,3 +857,54 @@ def test_lifecycle_in_controller_attach_mode(sanity: Sanity, res: Resources) -> 
 
 def test_lifecycle_in_node_attach_mode(sanity: Sanity, res: Resources) -> None:
     run_lifecycle(sanity, sanity.local, res, controller_attach=False)
+
+
+def stage_and_publish(side: Side, res: Resources, volume: csi_pb2.Volume) -> Path:
+    """Stage and publish ``volume`` on ``side``'s node (node attach mode); the target."""
+    staging, target = node_paths(side, volume.volume_id)
+    res.staged.append((side.node, volume.volume_id, staging))
+    side.node.node.NodeStageVolume(
+        csi_pb2.NodeStageVolumeRequest(
+            volume_id=volume.volume_id,
+            staging_target_path=str(staging),
+            volume_capability=mount_cap(),
+            volume_context=volume.volume_context,
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    res.published.append((side.node, volume.volume_id, target))
+    side.node.node.NodePublishVolume(
+        csi_pb2.NodePublishVolumeRequest(
+            volume_id=volume.volume_id,
+            staging_target_path=str(staging),
+            target_path=str(target),
+            volume_capability=mount_cap(),
+            volume_context=volume.volume_context,
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    return target
+
+
+def test_volume_stats_answer_for_the_volume_at_the_path(sanity: Sanity, res: Resources) -> None:
+    """The spec's NOT_FOUND when the volume is not the one at ``volume_path``; a volume not
+    attached to the node at all is reported as an abnormal condition, not another's usage."""
+    side = sanity.local
+    stats = side.node.node.NodeGetVolumeStats
+    first = res.create_volume(unique("stats-a"))
+    second = res.create_volume(unique("stats-b"))
+    detached = res.create_volume(unique("stats-c"))
+    first_target = stage_and_publish(side, res, first)
+    stage_and_publish(side, res, second)
+
+    def request(volume: csi_pb2.Volume) -> Any:
+        return csi_pb2.NodeGetVolumeStatsRequest(
+            volume_id=volume.volume_id, volume_path=str(first_target)
+        )
+
+    own = stats(request(first), timeout=CALL_TIMEOUT)
+    assert own.usage and own.volume_condition.abnormal is False
+    assert code_of(stats, request(second)) == Code.NOT_FOUND
+    elsewhere = stats(request(detached), timeout=CALL_TIMEOUT)
+    assert not elsewhere.usage
+    assert elsewhere.volume_condition.abnormal is True
