@@ -859,15 +859,18 @@ def test_lifecycle_in_node_attach_mode(sanity: Sanity, res: Resources) -> None:
     run_lifecycle(sanity, sanity.local, res, controller_attach=False)
 
 
-def stage_and_publish(side: Side, res: Resources, volume: csi_pb2.Volume) -> Path:
+def stage_and_publish(
+    side: Side, res: Resources, volume: csi_pb2.Volume, fs_type: str = ""
+) -> Path:
     """Stage and publish ``volume`` on ``side``'s node (node attach mode); the target."""
     staging, target = node_paths(side, volume.volume_id)
+    cap = mount_cap(fs_type=fs_type)
     res.staged.append((side.node, volume.volume_id, staging))
     side.node.node.NodeStageVolume(
         csi_pb2.NodeStageVolumeRequest(
             volume_id=volume.volume_id,
             staging_target_path=str(staging),
-            volume_capability=mount_cap(),
+            volume_capability=cap,
             volume_context=volume.volume_context,
         ),
         timeout=CALL_TIMEOUT,
@@ -878,7 +881,7 @@ def stage_and_publish(side: Side, res: Resources, volume: csi_pb2.Volume) -> Pat
             volume_id=volume.volume_id,
             staging_target_path=str(staging),
             target_path=str(target),
-            volume_capability=mount_cap(),
+            volume_capability=cap,
             volume_context=volume.volume_context,
         ),
         timeout=CALL_TIMEOUT,
@@ -908,3 +911,74 @@ def test_volume_stats_answer_for_the_volume_at_the_path(sanity: Sanity, res: Res
     elsewhere = stats(request(detached), timeout=CALL_TIMEOUT)
     assert not elsewhere.usage
     assert elsewhere.volume_condition.abnormal is True
+
+
+def test_volume_from_a_ready_snapshot(res: Resources) -> None:
+    """csi-sanity: CreateSnapshot is called again until ready, then a volume restores it."""
+    source = res.create_volume(unique("restore-source"))
+    name = unique("restore-snap")
+    snapshot = res.create_snapshot(name, source.volume_id)
+    for _ in range(600):
+        if snapshot.ready_to_use:
+            break
+        snapshot = res.create_snapshot(name, source.volume_id)
+    assert snapshot.ready_to_use
+    restored = res.create_volume(
+        unique("restored"),
+        volume_content_source=csi_pb2.VolumeContentSource(
+            snapshot=csi_pb2.VolumeContentSource.SnapshotSource(snapshot_id=snapshot.snapshot_id)
+        ),
+    )
+    assert restored.content_source.snapshot.snapshot_id == snapshot.snapshot_id
+    assert restored.capacity_bytes >= snapshot.size_bytes
+    smaller = csi_pb2.CreateVolumeRequest(
+        name=unique("restored-smaller"),
+        volume_capabilities=[mount_cap()],
+        capacity_range=csi_pb2.CapacityRange(limit_bytes=snapshot.size_bytes - GIB),
+        volume_content_source=restored.content_source,
+    )
+    # The spec's example of an unsupported capacity range: smaller than the snapshot.
+    assert code_of(res.controller.CreateVolume, smaller) == Code.OUT_OF_RANGE
+
+
+def test_node_expand_after_publish(sanity: Sanity, res: Resources) -> None:
+    """csi-sanity: ControllerExpandVolume, then NodeExpandVolume on the published path."""
+    side = sanity.local
+    volume = res.create_volume(
+        unique("node-expand"), capacity_range=csi_pb2.CapacityRange(required_bytes=20 * GIB)
+    )
+    # xfs grows online without CAP_SYS_RESOURCE, which online ext4 growth needs and a
+    # test container may lack (that refusal is covered in tests/integration/features).
+    target = stage_and_publish(side, res, volume, fs_type="xfs")
+
+    def total_bytes() -> int:
+        reply = side.node.node.NodeGetVolumeStats(
+            csi_pb2.NodeGetVolumeStatsRequest(volume_id=volume.volume_id, volume_path=str(target)),
+            timeout=CALL_TIMEOUT,
+        )
+        return next(u.total for u in reply.usage if u.unit == csi_pb2.VolumeUsage.BYTES)
+
+    before = total_bytes()
+    grown = side.controller.controller.ControllerExpandVolume(
+        csi_pb2.ControllerExpandVolumeRequest(
+            volume_id=volume.volume_id,
+            capacity_range=csi_pb2.CapacityRange(required_bytes=21 * GIB),
+            volume_capability=mount_cap(fs_type="xfs"),
+        ),
+        timeout=CALL_TIMEOUT,
+    )
+    assert grown.capacity_bytes == 21 * GIB and grown.node_expansion_required
+    staging, _ = node_paths(side, volume.volume_id)
+    for _ in range(2):
+        reply = side.node.node.NodeExpandVolume(
+            csi_pb2.NodeExpandVolumeRequest(
+                volume_id=volume.volume_id,
+                volume_path=str(target),
+                staging_target_path=str(staging),
+                capacity_range=csi_pb2.CapacityRange(required_bytes=21 * GIB),
+                volume_capability=mount_cap(fs_type="xfs"),
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        assert reply.capacity_bytes >= 21 * GIB
+    assert total_bytes() > before
