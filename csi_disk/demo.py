@@ -265,7 +265,7 @@ class Story:
             )
         )
         creates_before = self.info.calls().get("CreateDisk", 0)
-        self.n.command("kubectl apply -f deploy/examples/pvc.yaml")
+        self.n.command("kubectl create -f -  # PVC disk-pvc, from deploy/examples/dynamic.yaml")
         cluster.create_claim(
             PersistentVolumeClaim(
                 name=claim_name, storage_class="alicloud-disk-aware", request_bytes=20 * GIB
@@ -281,7 +281,7 @@ class Story:
         )
 
         pod = Pod(name="nginx-disk-1", claim=claim_name)
-        self.n.command("kubectl apply -f deploy/examples/deployment.yaml")
+        self.n.command("kubectl create -f -  # Deployment nginx-disk, from dynamic.yaml")
         # The scheduler picks a node; prefer another zone than the controller's own, so the
         # choice visibly comes from the pod's placement.
         pod_zone = self.info.zones[1]

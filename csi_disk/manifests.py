@@ -846,6 +846,13 @@ def ram_policies(attach_mode: str) -> dict[str, Obj]:
         controller.extend(_attach_statements())
     else:
         node.extend(_attach_statements())
+        # DeleteVolume still releases a disk left on a stopped or released instance.
+        controller.extend(
+            [
+                _statement(["ecs:DetachDisk"], [_DISK], _RESOURCE_TAGGED),
+                _statement(["ecs:DetachDisk"], [_INSTANCE]),
+            ]
+        )
     return {
         "controller": {"Version": "1", "Statement": controller},
         "node": {"Version": "1", "Statement": node},

@@ -1,7 +1,8 @@
 """Topology keys and zone choice for CreateVolume and NodeGetInfo.
 
 The keys are those of Alibaba's upstream Go driver, so volumes created by either
-driver schedule alike: NodeGetInfo reports all four, CreateVolume accepts any zone key
+driver schedule alike: NodeGetInfo reports them (region and instance id when known),
+CreateVolume accepts any zone key
 in requirements (including the legacy beta label) and answers with the driver's own key.
 """
 
