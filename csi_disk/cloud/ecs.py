@@ -544,11 +544,14 @@ class EcsCloud:
         instance_id: str = "",
         page_token: str = "",
         max_results: int = BATCH,
+        disk_type: str = "",
     ) -> Page[Disk]:
         def build() -> AcsRequest:
             r = DescribeDisksRequest.DescribeDisksRequest()
             if disk_ids is not None:
                 r.set_DiskIds(json.dumps(list(disk_ids)))
+            if disk_type:
+                r.set_DiskType(disk_type)
             if tags:
                 r.set_Tags(_tag_list(tags))
             if zone:
@@ -573,12 +576,14 @@ class EcsCloud:
         page_token: str = "",
         max_results: int = 100,
     ) -> Page[Disk]:
+        # Only data disks: a system disk is never a volume, and DiskQuantity counts data disks.
         return self._describe_disks_page(
             tags=tags,
             zone=zone,
             instance_id=instance_id,
             page_token=page_token,
             max_results=max_results,
+            disk_type="data",
         )
 
     def attach_disk(self, disk_id: str, instance_id: str) -> None:

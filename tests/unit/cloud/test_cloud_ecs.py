@@ -128,6 +128,7 @@ def test_find_disks_sends_tag_filters_and_pages(ecs_server) -> None:
     params = server.calls[0][1]
     assert (params["Tag.1.Key"], params["Tag.1.Value"]) == ("k", "v")
     assert (params["ZoneId"], params["MaxResults"]) == ("cn-hangzhou-k", "50")
+    assert params["DiskType"] == "data"  # a system disk is never a volume
     assert "DiskIds" not in params
 
 
