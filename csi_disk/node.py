@@ -169,6 +169,12 @@ def _require_capability(request: Any) -> _Request:
     return _check_capability(request.volume_capability)
 
 
+def _serves(found: str, wanted: str) -> bool:
+    """Whether a filesystem of type ``found`` serves a request for ``wanted``: ext4
+    mounts ext3, so an ext3 disk is used as it is rather than refused."""
+    return found == wanted or (found == "ext3" and wanted == "ext4")
+
+
 def _remove_if_empty(path: Path) -> None:
     """Remove a directory the driver made; a missing one is done, a busy one stays."""
     try:
@@ -468,7 +474,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 f"disk {disk_id} holds {found.describe()}, not a {wanted} filesystem; "
                 "it is left untouched"
             )
-        if found.fstype == wanted or (found.fstype == "ext3" and wanted == "ext4"):
+        if _serves(found.fstype, wanted):
             return found.fstype
         raise FailedPrecondition(
             f"disk {disk_id} already holds a {found.fstype} filesystem but {wanted} was "
@@ -483,10 +489,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             raise AlreadyExists(
                 f"{staging} already holds another device ({existing.source}), not disk {disk_id}"
             )
-        compatible = existing.fstype == wanted.fstype or (
-            existing.fstype == "ext3" and wanted.fstype == "ext4"
-        )
-        if not compatible:
+        if not _serves(existing.fstype, wanted.fstype):
             raise AlreadyExists(
                 f"disk {disk_id} is staged as {existing.fstype}, not {wanted.fstype}"
             )
