@@ -382,7 +382,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         if self._host.device_number(device) is None:
             raise FailedPrecondition(f"{device} for disk {disk_id} is not a block device")
         found = self._host.serial_of(device)
-        if serial and found is not None and found.removeprefix("d-") != serial.removeprefix("d-"):
+        if serial and found is not None and devices.serial_for(found) != devices.serial_for(serial):
             raise FailedPrecondition(
                 f"{device} has serial {found!r}, not the {serial!r} the controller reported"
             )
