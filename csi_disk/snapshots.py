@@ -178,15 +178,20 @@ class SnapshotsMixin(_Base):
     def content_source(
         self, request: csi_pb2.CreateVolumeRequest
     ) -> tuple[str, csi_pb2.VolumeContentSource | None]:
-        snap = self._source_snapshot(request)
-        if snap is None:
+        """The source ``CreateVolume`` below has already checked: no second DescribeSnapshots."""
+        if not request.HasField("volume_content_source"):
             return "", None
-        return snap.id, request.volume_content_source
+        source = request.volume_content_source
+        return source.snapshot.snapshot_id, source
 
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: Any = None
     ) -> csi_pb2.CreateVolumeResponse:
-        """Without a capacity, a restored volume is as large as its snapshot."""
+        """Without a capacity, a restored volume is as large as its snapshot.
+
+        The one place the source snapshot is described and checked; ``content_source``
+        relies on it.
+        """
         snap = self._source_snapshot(request)
         if snap is not None and not request.capacity_range.required_bytes:
             sized = csi_pb2.CreateVolumeRequest()
