@@ -37,9 +37,8 @@ def size_range(category: str, level: str) -> tuple[int, int]:
 
 
 def _tags(params: Params) -> list[dict[str, str]]:
+    # ``limit`` refuses any Tag.N beyond 20, so there are never more than 20 tags.
     tags = params.indexed("Tag", ("Key", "Value"), limit=20)
-    if len(tags) > 20:
-        raise invalid_parameter("Tag.N", "At most 20 tags are allowed.")
     for tag in tags:
         if not tag.get("Key"):
             raise missing_parameter("Tag.N.Key")
@@ -300,28 +299,34 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
         raise invalid_parameter("DiskType")
     tag_filters = p.indexed("Tag", ("Key", "Value"), limit=20)
     paging = Paging.parse(p, max_results_limit=500)
+    wanted = None if ids is None else set(ids)
+    zone, instance_id, name = p.str("ZoneId"), p.str("InstanceId"), p.str("DiskName")
+    views = []
+    # Emulated disks are all data disks: a listing of system disks is empty.
     with cloud.store.tx() as db:
-        rows = db.execute("SELECT * FROM disks ORDER BY seq").fetchall()
-        views = []
+        rows = (
+            []
+            if disk_type == "system"
+            else db.execute("SELECT * FROM disks ORDER BY seq").fetchall()
+        )
         for disk in rows:
-            if ids is not None and disk["id"] not in ids:
+            # Column filters first: only disks that pass them cost a view (more queries).
+            if wanted is not None and disk["id"] not in wanted:
                 continue
-            if disk_type == "system":
-                continue
-            if p.str("ZoneId") and disk["zone"] != p.str("ZoneId"):
+            if zone and disk["zone"] != zone:
                 continue
             if category not in ("", "all") and disk["category"] != category:
+                continue
+            if name and disk["name"] != name:
                 continue
             view = disk_view(cloud, db, disk)
             if status not in ("", "All") and view["Status"] != status:
                 continue
-            if p.str("InstanceId") and p.str("InstanceId") not in {
+            if instance_id and instance_id not in {
                 a["instance_id"] for a in cloud.attachments(db, disk["id"])
             }:
                 continue
             if not _tags_match(view["Tags"]["Tag"], tag_filters):
-                continue
-            if p.str("DiskName") and disk["name"] != p.str("DiskName"):
                 continue
             views.append((disk["seq"], view))
     return paging.body(views, "Disks", "Disk")
