@@ -87,6 +87,11 @@ CATALOGUE: dict[str, tuple[int, str]] = {
         400,
         "The specified disk size is not supported for this disk category and performance level.",
     ),
+    # CreateDisk from a larger snapshot and ResizeDisk to a smaller size both answer this.
+    "InvalidDiskSize.TooSmall": (
+        403,
+        "The specified disk size is less than the size of the original disk or snapshot.",
+    ),
     "OperationDenied.NoStock": (
         403,
         "The resource is out of stock in the specified zone. "

@@ -21,10 +21,6 @@ from csi_disk.emulator.topology import ALL_CATEGORIES
 
 CATALOGUE.update(
     {
-        "InvalidDiskSize.TooSmall": (
-            403,
-            "The specified disk size is less than the size of the original disk or snapshot.",
-        ),
         "OperationDenied": (403, "The type of the disk does not support the operation."),
         "OperationDenied.PerformanceLevelNotMatch": (
             403,

@@ -24,10 +24,6 @@ CATALOGUE.update(
         "QuotaExceed.Snapshot": (403, "The snapshot quota of the disk is exceeded."),
         "InvalidSnapshot.NotReady": (403, "The specified snapshot has not completed yet."),
         "InvalidSnapshotIds.Malformed": (400, "The specified parameter SnapshotIds is not valid."),
-        "InvalidDiskSize.TooSmall": (
-            403,
-            "The specified disk size is less than the size of the original disk or snapshot.",
-        ),
         "SnapshotCreatedDisk": (
             403,
             "The snapshot has been used to create disks; set Force to delete it anyway.",
