@@ -66,6 +66,11 @@ def has_performance_levels(name: str) -> bool:
     return bool(category(name).performance_levels)
 
 
+def effective_level(name: str, performance_level: str) -> str:
+    """The level that counts for a disk: ECS may report one on categories that have none."""
+    return performance_level if has_performance_levels(name) else ""
+
+
 def size_range(name: str, performance_level: str = "") -> SizeRange:
     """The sizes ``name`` accepts at ``performance_level`` ("" for the category default)."""
     desc = category(name)

@@ -185,7 +185,8 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 self.known.forget(name)
                 raise ResourceExhausted(f"disk {disk.id} for {name} vanished while being created")
             self.known.remember(name, settled.id)
-            category, level = settled.category, self._level_of(settled)
+            category = settled.category
+            level = categories.effective_level(category, settled.performance_level)
             return csi_pb2.CreateVolumeResponse(
                 volume=csi_pb2.Volume(
                     volume_id=settled.id,
@@ -222,10 +223,6 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             ids = ", ".join(d.id for d in found)
             log.error("volume name %s is tagged on several disks: %s", name, ids)
         return found[0] if found else None
-
-    @staticmethod
-    def _level_of(disk: Disk) -> str:
-        return disk.performance_level if categories.has_performance_levels(disk.category) else ""
 
     @staticmethod
     def _check_existing(disk: Disk, asked: _Asked) -> None:

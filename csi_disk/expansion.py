@@ -64,9 +64,7 @@ class ExpansionMixin(_Base):
             disk = self.settle(self.require_disk(volume_id))
             if disk is None:
                 raise NotFound(f"volume {volume_id} does not exist")
-            level = (
-                disk.performance_level if categories.has_performance_levels(disk.category) else ""
-            )
+            level = categories.effective_level(disk.category, disk.performance_level)
             largest = categories.max_size_gib(disk.category, level)
             if size > largest:
                 raise OutOfRange(

@@ -113,8 +113,8 @@ def resolve(disk: Disk, change: Change) -> Target:
 
 def _spec_matches(disk: Disk, target: Target) -> bool:
     """Whether the disk shows the target spec (levels count only where the category has them)."""
-    level = disk.performance_level if categories.has_performance_levels(disk.category) else ""
-    return (disk.category, level or "", disk.provisioned_iops) == (
+    level = categories.effective_level(disk.category, disk.performance_level)
+    return (disk.category, level, disk.provisioned_iops) == (
         target.category,
         target.performance_level,
         target.provisioned_iops,
