@@ -28,6 +28,7 @@ from csi_disk.emulator.process import (
     stop_process,
     wait_ready,
 )
+from csi_disk.host.mounts import read_mounts
 
 START_TIMEOUT = 60.0
 
@@ -200,15 +201,15 @@ def sweep(directory: Path) -> tuple[list[str], list[str]]:
     Returns what had been left, so callers can report a leak.
     """
     prefix = str(directory.resolve())
-    mounts: list[str] = []
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            for line in f:
-                point = line.split()[4].replace("\\040", " ")
-                if point == prefix or point.startswith(prefix + "/"):
-                    mounts.append(point)
+        table = read_mounts()
     except OSError:
-        pass
+        table = []
+    mounts = [
+        m.mount_point
+        for m in table
+        if m.mount_point == prefix or m.mount_point.startswith(prefix + "/")
+    ]
     for point in sorted(set(mounts), key=lambda p: p.count("/"), reverse=True):
         subprocess.run(["umount", point], capture_output=True, check=False)
     loops: list[str] = []
