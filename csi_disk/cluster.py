@@ -338,7 +338,7 @@ class Cluster:
     def start_pod(self, pod: Pod) -> Path:
         """Attach (controller mode), stage and publish the pod's volume; return the target."""
         node = self.nodes[pod.node]
-        pv = self.volumes[self.claims[pod.claim].volume_name]
+        pv = self.volume_of(pod)
         publish_context: Mapping[str, str] = {}
         if self.attach_mode == "controller":
             reply = self.controller.controller.ControllerPublishVolume(
@@ -394,7 +394,7 @@ class Cluster:
         if not pod.node:
             return
         node = self.nodes[pod.node]
-        pv = self.volumes[self.claims[pod.claim].volume_name]
+        pv = self.volume_of(pod)
         if not node_lost:
             target = pod.volume_target(node, pv)
             node.plugin.node.NodeUnpublishVolume(
