@@ -48,7 +48,7 @@ from csi_disk.cluster import (
     write_text,
     zone_label_pairs,
 )
-from csi_disk.stack import EmulatorInfo, Stack
+from csi_disk.stack import EmulatorInfo, Stack, sweep
 from csi_disk.topology import K8S_ZONE_KEY
 
 
@@ -366,8 +366,6 @@ class Story:
 
         self.n.say(f"instance {node.name} stops (its mounts vanish with it)")
         self.stack.stop_daemon(f"node-{node.name}")
-        from csi_disk.stack import sweep
-
         sweep(node.kubelet_dir)
         self.info.admin("POST", f"instances/{node.name}/stop")
         node.ready = False
