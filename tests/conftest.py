@@ -46,23 +46,39 @@ def root_unavailable_reason() -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def require_root() -> None:
+    """Fail in CI, skip with the reason printed elsewhere, when root-only work cannot run.
+
+    For fixtures that need root themselves: a session fixture that skipped would skip every
+    test using it, CI included.
+    """
     reason = root_unavailable_reason()
     if reason is None:
         return
+    if IN_CI:
+        pytest.fail(f"root-only test cannot run in CI: {reason}")
+    print(f"skipping: {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = root_unavailable_reason()
+    if reason is None or IN_CI:
+        return
     for item in items:
-        if item.get_closest_marker("root") is None:
-            continue
-        if IN_CI:
-            item.add_marker(pytest.mark.usefixtures("_fail_root_in_ci"))
-        else:
+        if item.get_closest_marker("root") is not None:
             print(f"skipping {item.nodeid}: {reason}", file=sys.stderr)
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture
-def _fail_root_in_ci() -> None:
-    pytest.fail(f"root-only test cannot run in CI: {root_unavailable_reason()}")
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """In CI a root-only test that cannot run fails here, before any of its fixtures (a
+    session fixture that skips would otherwise turn the failure into a skip)."""
+    if IN_CI and item.get_closest_marker("root") is not None:
+        reason = root_unavailable_reason()
+        if reason is not None:
+            pytest.fail(f"root-only test cannot run in CI: {reason}")
 
 
 def _mounts_under(directory: Path) -> list[str]:
@@ -87,11 +103,7 @@ def host_dir(tmp_path: Path) -> Iterator[Path]:
     Anything the test leaves behind is cleaned up deepest-first and then reported as a
     failure, so a leak in the code under test cannot hide behind the harness.
     """
-    reason = root_unavailable_reason()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"root-only test cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require_root()
     yield tmp_path
     mounts, loops = cleanup_host_state(tmp_path)
     if mounts or loops:

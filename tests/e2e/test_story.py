@@ -42,13 +42,9 @@ FALLBACK = StorageClass("alicloud-disk-topology", {"type": "cloud_essd,cloud_ssd
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from tests.conftest import IN_CI, root_unavailable_reason
+    from tests.conftest import require_root
 
-    reason = root_unavailable_reason()
-    if reason is not None:
-        if IN_CI:
-            pytest.fail(f"end-to-end tests cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require_root()
     state = tmp_path_factory.mktemp("e2e")
     with Stack(state, latency_scale=0.02) as s:
         s.start_emulator(zones=3, instances_per_zone=2)

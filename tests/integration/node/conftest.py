@@ -22,15 +22,14 @@ from csi_disk.config import Config
 from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance, running_emulator
 from csi_disk.node import NodeService
 from csi_disk.tokens import VOLUME_NAME_TAG
-from tests.conftest import root_unavailable_reason
+from tests.conftest import require_root
 
 LATENCY_SCALE = 0.01
 
 
 @pytest.fixture(scope="session")
 def node_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorInfo]:
-    if root_unavailable_reason() is not None:
-        pytest.skip(root_unavailable_reason() or "")
+    require_root()
     with running_emulator(
         tmp_path_factory.mktemp("ecs-node"),
         latency_scale=LATENCY_SCALE,
