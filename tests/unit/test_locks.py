@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from csi_disk.errors import Aborted
 from csi_disk.locks import InFlight, InstanceSlots
+from tests.waiting import wait_until
 
 
 def test_second_holder_is_aborted_and_names_the_key() -> None:
@@ -57,12 +57,12 @@ def test_exactly_one_of_many_threads_wins() -> None:
     threads = [threading.Thread(target=worker) for _ in range(16)]
     for t in threads:
         t.start()
-    # Wait until every loser has reported, then let the winner go.
-    while True:
+
+    def losers_reported() -> bool:
         with guard:
-            if len(outcomes) >= 16 or outcomes.count("aborted") == 15:
-                break
-        time.sleep(0.001)
+            return len(outcomes) >= 16 or outcomes.count("aborted") == 15
+
+    wait_until(losers_reported, "every loser reported")  # then let the winner go
     release.set()
     for t in threads:
         t.join()
@@ -96,12 +96,39 @@ def test_waiting_detach_goes_before_a_new_attach() -> None:
         t = threading.Thread(target=detacher)
         t.start()
         detach_queued.wait(5)
-        while not slots._detach_waiting.get("i-1"):
-            time.sleep(0.001)
+        wait_until(lambda: slots._detach_waiting.get("i-1"), "the second detach queued")
         # The attach slot is busy and a detach waits: a new attach must not jump ahead.
         with pytest.raises(Aborted), slots.attach("i-1", 0.01):
             pass
     t.join()
     with slots.attach("i-1", 1):
         order.append("attach")
+    assert order == ["detach", "attach"]
+
+
+def test_a_queued_detach_goes_before_an_attach_whose_slot_is_free() -> None:
+    """Detach priority on its own: the attach slot is free, only the waiting detach holds
+    the attach back (it frees a disk slot the attach may need)."""
+    slots = InstanceSlots()
+    order: list[str] = []
+    attached = threading.Event()
+
+    def detacher() -> None:
+        with slots.detach("i-1", 5):
+            order.append("detach")
+
+    def attacher() -> None:
+        with slots.attach("i-1", 5):
+            order.append("attach")
+            attached.set()
+
+    with slots.detach("i-1", 1):  # a detach in flight; no attach anywhere
+        queued = threading.Thread(target=detacher)
+        queued.start()
+        wait_until(lambda: slots._detach_waiting.get("i-1"), "the second detach queued")
+        late = threading.Thread(target=attacher)
+        late.start()
+        assert not attached.wait(0.2), "the attach went ahead of a queued detach"
+    queued.join(5)
+    late.join(5)
     assert order == ["detach", "attach"]
