@@ -59,6 +59,39 @@ def test_go_raw_std_encoding_of_a_golden_digest() -> None:
     assert client_token("") == "n:"
 
 
+# ClientTokens the upstream Go driver sends, one per name shape. The algorithm is
+# kubernetes-sigs/alibaba-cloud-csi-driver pkg/disk/cloud.go, func clientToken (FNV-1a 128
+# from hash/fnv, base64.RawStdEncoding); the first four pairs are its own test data,
+# pkg/disk/cloud_test.go, func TestClientToken. Every value was computed once with Go 1.26
+# running that function, not with this module.
+UPSTREAM_TOKENS = [
+    # ASCII, at most 62 bytes: the name itself.
+    ("disk-dcd6fdde-8c1e-45eb-8ec7-786a8b2e0b61", "n:disk-dcd6fdde-8c1e-45eb-8ec7-786a8b2e0b61"),
+    ("pvc-6f1c1c2e-3f1b-4c9e-9d7e-1d2f3a4b5c6d", "n:pvc-6f1c1c2e-3f1b-4c9e-9d7e-1d2f3a4b5c6d"),
+    ("0123456789" * 6 + "01", "n:" + "0123456789" * 6 + "01"),
+    # Non-ASCII, however short.
+    ("disk-磁盘名称-1", "h:LGH7vCPQbR31I47I1eCW7g"),
+    ("é", "h:CICTv56rG+laoHMwVMcIIQ"),
+    ("卷-a", "h:SGl/uBKD2U9wf8/dKizaig"),
+    # ASCII over 62 bytes: 63, mixed case, CreateVolume's derived name@disk, CSI's 128 maximum.
+    ("0123456789" * 6 + "012", "h:NDeYXVDChDCom5xYgHLVQA"),
+    (
+        "Snapshot-For-PVC-Data-Volume-Of-StatefulSet-Web-0-In-Namespace-Prod",
+        "h:xG511glmmwJA6cWUp51qMg",
+    ),
+    (
+        "snapshot-6f1c1c2e-3f1b-4c9e-9d7e-1d2f3a4b5c6d@d-2ze0000000000000000a",
+        "h:APCNzeM64h5W3/JcNbNjjw",
+    ),
+    ("pvc-" + "a" * 124, "h:GSJSEoH9IdyIMNwTY6y02w"),
+]
+
+
+@pytest.mark.parametrize(("name", "token"), UPSTREAM_TOKENS)
+def test_token_is_what_the_upstream_driver_sends(name: str, token: str) -> None:
+    assert client_token(name) == token
+
+
 @given(st.text(max_size=200))
 def test_token_fits_ecs_limit_and_is_ascii(name: str) -> None:
     token = client_token(name)
