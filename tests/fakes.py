@@ -1,11 +1,18 @@
 """An in-memory ECS for handler tests: zones, instances, stock, slow states and injected faults.
 
-It follows the ECS behaviour the driver relies on: DescribeDisks ignores unknown ids,
-CreateDisk dedupes on ClientToken (and answers IdempotentParameterMismatch when the same
-token comes with other arguments), attaching needs the same zone and an Available disk,
-one attach per instance at a time, and status changes that take a few polls when
-``latency`` is set. Errors are the real ``csi_disk.cloud.errors`` classes, built from the
-same ECS codes the SDK would report.
+It follows the ECS emulator's rules (csi_disk/emulator is this project's reference of ECS
+behaviour), reusing its size rules: DescribeDisks ignores unknown ids; CreateDisk dedupes on
+ClientToken (IdempotentParameterMismatch when the same token comes with other arguments),
+checks category, size and performance level, restores only from an accomplished snapshot at
+least its size; AttachDisk needs a settled disk, a Running or Stopped instance in the same
+zone, and one attach in flight per instance (DetachDisk one detach); ResizeDisk only grows,
+online only an In_use disk; ModifyDiskSpec checks the level and size rules and refuses a
+change while the previous one lands or cools down; snapshots progress before they are
+accomplished and DeleteSnapshot needs ``force`` for one a disk was restored from. Status
+changes take ``latency`` DescribeDisks answers, snapshots ``snapshot_latency``
+DescribeSnapshots answers. Errors are built from tests/ecs_codes.py, not from the driver's
+own code table, and behave as ``EcsCloud`` passes them on (it swallows ModifyDiskSpec's
+"no change").
 """
 
 from __future__ import annotations
@@ -18,13 +25,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from csi_disk.cloud import port
-from csi_disk.cloud.errors import EcsError, from_ecs_code
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
+from csi_disk.emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
+from csi_disk.emulator.actions.resize import SPEC_CATEGORIES
+from csi_disk.emulator.actions.snapshots import DEFAULT_QUOTA_PER_DISK
+from csi_disk.emulator.topology import ALL_CATEGORIES
+from tests.ecs_codes import ecs_error
 
+__all__ = ["InMemoryCloud", "ecs_error"]
 
-def ecs_error(code: str, message: str = "", action: str = "") -> EcsError:
-    """The error the real client raises for the ECS code ``code``."""
-    return from_ecs_code(code, message or code, action=action)
+SETTLED = (port.AVAILABLE, port.IN_USE)
+LIVE_INSTANCE = (port.RUNNING, port.STOPPED)
 
 
 @dataclass
@@ -35,6 +46,15 @@ class _Pending:
     status: str
     attachments: tuple[str, ...] | None = None
     stuck: bool = False
+
+
+@dataclass
+class _SpecChange:
+    """A ModifyDiskSpec landing after ``ticks`` DescribeDisks answers, then cooling down."""
+
+    ticks: int
+    changes: dict[str, object]
+    cooling: int
 
 
 @dataclass
@@ -49,6 +69,10 @@ class InMemoryCloud:
     unsupported: set[tuple[str, ...]] = field(default_factory=set)
     # DescribeDisks answers a transitional status (Creating, Attaching, ...) holds for.
     latency: int = 0
+    # DescribeSnapshots answers a new snapshot stays progressing for.
+    snapshot_latency: int = 1
+    # DescribeDisks answers after a spec change lands during which ECS refuses another.
+    cooling: int = 2
     # Attaches that stay in Attaching forever (instance ids).
     stuck_attach: set[str] = field(default_factory=set)
     disk_quantity: dict[str, int] = field(default_factory=dict)  # instance type -> limit
@@ -60,7 +84,10 @@ class InMemoryCloud:
         self.instances: dict[str, Instance] = {}
         self.snapshots: dict[str, Snapshot] = {}
         self.tokens: dict[str, tuple[DiskRequest, str]] = {}
+        self.snapshot_tokens: dict[str, tuple[tuple[object, ...], str]] = {}
         self._pending: dict[str, _Pending] = {}
+        self._spec: dict[str, _SpecChange] = {}
+        self._snapshot_ticks: dict[str, int] = {}
         self._faults: dict[str, list[BaseException]] = defaultdict(list)
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -115,22 +142,54 @@ class InMemoryCloud:
         with self._lock:
             return self.disks[disk_id]
 
+    def end_cooling(self, disk_id: str) -> None:
+        """Let the disk's last spec change land and its cooling period end now."""
+        with self._lock:
+            if disk_id in self._spec:
+                self._spec[disk_id].ticks = 0
+                self._spec[disk_id].cooling = 0
+                self._land_spec(disk_id)
+
+    def release_stuck_attach(self, instance_id: str) -> None:
+        """Let attaches stuck on ``instance_id`` finish at the next DescribeDisks."""
+        with self._lock:
+            self.stuck_attach.discard(instance_id)
+            for pending in self._pending.values():
+                pending.stuck = False
+
     # --- Cloud ---------------------------------------------------------------------------
 
     def create_disk(self, request: DiskRequest) -> str:
         with self._lock:
             self._enter("create_disk", request)
+            if len(request.client_token) > 64:
+                raise ecs_error("InvalidParameter", "ClientToken", "CreateDisk")
             if request.client_token and request.client_token in self.tokens:
                 previous, disk_id = self.tokens[request.client_token]
                 if previous != request:
-                    raise ecs_error(
-                        "IdempotentParameterMismatch",
-                        "the token was used with other parameters",
-                        "CreateDisk",
-                    )
+                    raise ecs_error("IdempotentParameterMismatch", "", "CreateDisk")
                 return disk_id
             if request.zone not in self.zones:
                 raise ecs_error("InvalidZoneId.NotFound", request.zone, "CreateDisk")
+            if request.category not in ALL_CATEGORIES:
+                raise ecs_error("InvalidDiskCategory.ValueNotSupported", "", "CreateDisk")
+            level = ""
+            if request.category == "cloud_essd":
+                level = request.performance_level or "PL1"
+                if level not in PERFORMANCE_LEVELS:
+                    raise ecs_error("InvalidPerformanceLevel.Malformed", "", "CreateDisk")
+            size = request.size_gib
+            if request.snapshot_id:
+                snap = self.snapshots.get(request.snapshot_id)
+                if snap is None:
+                    raise ecs_error("InvalidSnapshotId.NotFound", "", "CreateDisk")
+                if snap.status != port.SNAPSHOT_ACCOMPLISHED:
+                    raise ecs_error("InvalidSnapshot.NotReady", "", "CreateDisk")
+                if size < snap.source_disk_size_gib:
+                    raise ecs_error("InvalidDiskSize.TooSmall", "", "CreateDisk")
+            low, high = size_range(request.category, level or "PL1")
+            if not low <= size <= high:
+                raise ecs_error("InvalidDiskSize.NotSupported", f"{size} GiB", "CreateDisk")
             if (request.zone, request.category) in self.unsupported or (
                 request.zone,
                 request.category,
@@ -142,23 +201,20 @@ class InMemoryCloud:
                 if self.stock[key] <= 0:
                     raise ecs_error("OperationDenied.NoStock", "", "CreateDisk")
                 self.stock[key] -= 1
-            if request.snapshot_id and request.snapshot_id not in self.snapshots:
-                raise ecs_error("InvalidSnapshotId.NotFound", "", "CreateDisk")
             disk_id = self._new_id("d-")
             self.disks[disk_id] = Disk(
                 id=disk_id,
                 zone=request.zone,
                 category=request.category,
-                size_gib=request.size_gib,
+                size_gib=size,
                 status=port.CREATING if self.latency else port.AVAILABLE,
                 region=self.region,
-                performance_level=request.performance_level
-                or ("PL1" if request.category == "cloud_essd" else ""),
+                performance_level=level,
                 serial=disk_id.removeprefix("d-"),
                 tags=dict(request.tags),
                 multi_attach=request.multi_attach,
                 encrypted=request.encrypted,
-                kms_key_id=request.kms_key_id,
+                kms_key_id=request.kms_key_id if request.encrypted else "",
                 snapshot_id=request.snapshot_id,
                 resource_group_id=request.resource_group_id,
                 name=request.name,
@@ -176,10 +232,13 @@ class InMemoryCloud:
         with self._lock:
             self._enter("delete_disk", disk_id)
             disk = self._require(disk_id, "DeleteDisk")
-            if disk.status != port.AVAILABLE or disk.attachments:
+            if disk.status == port.CREATING:
+                raise ecs_error("IncorrectDiskStatus.Initializing", "", "DeleteDisk")
+            if disk.attachments:
                 raise ecs_error("IncorrectDiskStatus", disk.status, "DeleteDisk")
             del self.disks[disk_id]
             self._pending.pop(disk_id, None)
+            self._spec.pop(disk_id, None)
 
     def describe_disks(self, disk_ids: Sequence[str]) -> list[Disk]:
         with self._lock:
@@ -211,39 +270,35 @@ class InMemoryCloud:
                 and (not zone or d.zone == zone)
                 and (not instance_id or d.attached_to(instance_id))
             ]
-            try:
-                start = int(page_token) if page_token else 0
-            except ValueError:
-                raise ecs_error("InvalidParameter.NextToken", "", "DescribeDisks") from None
-            end = start + max_results
-            return Page(matches[start:end], str(end) if end < len(matches) else "")
+            return self._page(matches, page_token, max_results, "DescribeDisks")
 
     def attach_disk(self, disk_id: str, instance_id: str) -> None:
         with self._lock:
             self._enter("attach_disk", disk_id, instance_id)
-            disk = self._require(disk_id, "AttachDisk")
             inst = self.instances.get(instance_id)
             if inst is None:
                 raise ecs_error("InvalidInstanceId.NotFound", instance_id, "AttachDisk")
-            if inst.zone != disk.zone:
-                raise ecs_error("ResourcesNotInSameZone", "", "AttachDisk")
+            disk = self._require(disk_id, "AttachDisk")
+            if disk.status == port.CREATING:
+                raise ecs_error("IncorrectDiskStatus.Initializing", "", "AttachDisk")
+            if disk.status in (port.ATTACHING, port.DETACHING):
+                raise ecs_error("IncorrectDiskStatus", f"The disk is {disk.status}.", "AttachDisk")
             if disk.attached_to(instance_id):
                 raise ecs_error("IncorrectDiskStatus", "already attached", "AttachDisk")
-            if disk.status not in (port.AVAILABLE, port.IN_USE) or (
-                disk.attachments and not disk.multi_attach
-            ):
-                raise ecs_error("IncorrectDiskStatus", disk.status, "AttachDisk")
-            busy = [
-                d.id
-                for d in self.disks.values()
-                if d.status == port.ATTACHING and d.attached_to(instance_id)
-            ]
-            if busy:
-                raise ecs_error("InvalidOperation.Conflict", "attach in progress", "AttachDisk")
+            if disk.attachments and not disk.multi_attach:
+                raise ecs_error("IncorrectDiskStatus", "attached elsewhere", "AttachDisk")
+            if inst.status not in LIVE_INSTANCE:
+                raise ecs_error("IncorrectInstanceStatus", inst.status, "AttachDisk")
+            if inst.zone != disk.zone:
+                raise ecs_error("ResourcesNotInSameZone", "", "AttachDisk")
+            on_instance = [d for d in self.disks.values() if d.attached_to(instance_id)]
             limit = self.disk_quantity.get(inst.instance_type)
-            held = sum(1 for d in self.disks.values() if d.attached_to(instance_id))
-            if limit is not None and held >= limit:
+            if limit is not None and len(on_instance) >= limit:
                 raise ecs_error("InstanceDiskLimitExceeded", "", "AttachDisk")
+            if any(d.status == port.ATTACHING for d in on_instance):
+                raise ecs_error(
+                    "OperationConflict.DisksAttachingParallellyExceed", "", "AttachDisk"
+                )
             attachments = (*disk.attachments, instance_id)
             stuck = instance_id in self.stuck_attach
             if self.latency or stuck:
@@ -259,12 +314,22 @@ class InMemoryCloud:
     def detach_disk(self, disk_id: str, instance_id: str) -> None:
         with self._lock:
             self._enter("detach_disk", disk_id, instance_id)
+            if instance_id not in self.instances:
+                raise ecs_error("InvalidInstanceId.NotFound", instance_id, "DetachDisk")
             disk = self._require(disk_id, "DetachDisk")
             if not disk.attached_to(instance_id):
-                raise ecs_error("IncorrectDiskStatus.NotAttached", "", "DetachDisk")
+                raise ecs_error("DependencyViolation", "", "DetachDisk")
+            if disk.status in (port.ATTACHING, port.DETACHING):
+                raise ecs_error("IncorrectDiskStatus", f"The disk is {disk.status}.", "DetachDisk")
+            detaching = [
+                d
+                for d in self.disks.values()
+                if d.status == port.DETACHING and d.attached_to(instance_id)
+            ]
+            if detaching:
+                raise ecs_error("InvalidOperation.Conflict", "", "DetachDisk")
             rest = tuple(i for i in disk.attachments if i != instance_id)
             final = port.IN_USE if rest else port.AVAILABLE
-            self._pending.pop(disk_id, None)
             if self.latency:
                 self.disks[disk_id] = dataclasses.replace(disk, status=port.DETACHING)
                 self._pending[disk_id] = _Pending(self.latency, final, attachments=rest)
@@ -284,11 +349,16 @@ class InMemoryCloud:
     def resize_disk(self, disk_id: str, size_gib: int, *, online: bool) -> None:
         with self._lock:
             self._enter("resize_disk", disk_id, size_gib, online)
-            disk = self._require(disk_id, "ResizeDisk")
-            if size_gib < disk.size_gib:
-                raise ecs_error("InvalidDiskSize.TooSmall", "", "ResizeDisk")
-            if disk.attachments and not online:
-                raise ecs_error("IncorrectDiskStatus", disk.status, "ResizeDisk")
+            disk = self._settled(disk_id, "ResizeDisk")
+            if size_gib <= disk.size_gib:
+                raise ecs_error("InvalidDiskSize.TooSmall", f"{size_gib} GiB", "ResizeDisk")
+            _, high = size_range(disk.category, disk.performance_level or "PL1")
+            if size_gib > high:
+                raise ecs_error("InvalidParameter", "NewSize", "ResizeDisk")
+            if online and disk.category == "cloud":
+                raise ecs_error("OperationDenied", "basic disks resize offline", "ResizeDisk")
+            if online and disk.status != port.IN_USE:
+                raise ecs_error("IncorrectDiskStatus", "online needs In_use", "ResizeDisk")
             self.disks[disk_id] = dataclasses.replace(disk, size_gib=size_gib)
 
     def modify_disk_spec(
@@ -309,17 +379,60 @@ class InMemoryCloud:
                 provisioned_iops,
                 bursting_enabled,
             )
-            disk = self._require(disk_id, "ModifyDiskSpec")
-            changes: dict[str, object] = {}
-            if category:
-                changes["category"] = category
-            if performance_level:
-                changes["performance_level"] = performance_level
-            if provisioned_iops is not None:
-                changes["provisioned_iops"] = provisioned_iops
-            if bursting_enabled is not None:
-                changes["bursting_enabled"] = bursting_enabled
-            self.disks[disk_id] = dataclasses.replace(disk, **changes)  # type: ignore[arg-type]
+            if category or performance_level or provisioned_iops is not None:
+                self._modify_spec(disk_id, category, performance_level, provisioned_iops)
+            if bursting_enabled is not None:  # ModifyDiskAttribute
+                disk = self._require(disk_id, "ModifyDiskAttribute")
+                if disk.category != "cloud_auto":
+                    raise ecs_error("InvalidParameter", "BurstingEnabled", "ModifyDiskAttribute")
+                self.disks[disk_id] = dataclasses.replace(disk, bursting_enabled=bursting_enabled)
+
+    def _modify_spec(self, disk_id: str, category: str, level: str, iops: int | None) -> None:
+        action = "ModifyDiskSpec"
+        disk = self._settled(disk_id, action)
+        if disk.multi_attach:
+            raise ecs_error("InvalidOperation.MultiAttachDisk", "", action)
+        new_category = category or disk.category
+        if new_category not in SPEC_CATEGORIES or disk.category == "cloud":
+            raise ecs_error("InvalidDiskCategory.NotSupported", new_category, action)
+        if new_category == "cloud_essd":
+            current = disk.performance_level if disk.category == "cloud_essd" else ""
+            new_level = level or current or "PL1"
+        elif level:
+            raise ecs_error("InvalidPerformanceLevel.Malformed", "cloud_essd only", action)
+        else:
+            new_level = ""
+        if iops is not None and new_category != "cloud_auto":
+            raise ecs_error("InvalidParameter", "ProvisionedIops", action)
+        new_iops = disk.provisioned_iops if iops is None else iops
+        if (new_category, new_level, new_iops) == (
+            disk.category,
+            disk.performance_level,
+            disk.provisioned_iops,
+        ):
+            return  # NoChangeInDiskCategoryAndPerformanceLevel, which EcsCloud treats as done
+        if new_category == "cloud_essd":
+            low, _ = size_range("cloud_essd", new_level)
+            if disk.size_gib < low:
+                raise ecs_error("OperationDenied.PerformanceLevelNotMatch", "", action)
+        elif disk.size_gib < MIN_GIB.get(new_category, 1):
+            raise ecs_error("InvalidDiskSize.NotSupported", "", action)
+        if (disk.zone, new_category) in self.unsupported:
+            raise ecs_error("InvalidDiskCategory.NotSupported", new_category, action)
+        if disk_id in self._spec:
+            raise ecs_error("DiskInCoolingPeriod", "", action)
+        change = _SpecChange(
+            self.latency,
+            {
+                "category": new_category,
+                "performance_level": new_level,
+                "provisioned_iops": new_iops,
+            },
+            self.cooling,
+        )
+        self._spec[disk_id] = change
+        if not change.ticks:
+            self._land_spec(disk_id)
 
     def create_snapshot(
         self,
@@ -332,23 +445,33 @@ class InMemoryCloud:
     ) -> str:
         with self._lock:
             self._enter("create_snapshot", disk_id, name, client_token)
+            arguments = (disk_id, name, tuple(sorted((tags or {}).items())), retention_days)
+            if client_token in self.snapshot_tokens:
+                previous, snap_id = self.snapshot_tokens[client_token]
+                if previous != arguments:
+                    raise ecs_error("IdempotentParameterMismatch", "", "CreateSnapshot")
+                return snap_id
             disk = self._require(disk_id, "CreateSnapshot")
-            for snap in self.snapshots.values():
-                if client_token and snap.tags.get("_token") == client_token:
-                    return snap.id
+            if disk.status == port.CREATING:
+                raise ecs_error("IncorrectDiskStatus", "being created", "CreateSnapshot")
+            taken = sum(1 for s in self.snapshots.values() if s.source_disk_id == disk_id)
+            if taken >= DEFAULT_QUOTA_PER_DISK:
+                raise ecs_error("QuotaExceed.Snapshot", "", "CreateSnapshot")
             snap_id = self._new_id("s-")
-            all_tags = dict(tags or {})
-            if client_token:
-                all_tags["_token"] = client_token
+            ready = not self.snapshot_latency
             self.snapshots[snap_id] = Snapshot(
                 id=snap_id,
                 source_disk_id=disk_id,
                 source_disk_size_gib=disk.size_gib,
-                status=port.SNAPSHOT_ACCOMPLISHED,
-                progress="100%",
+                status=port.SNAPSHOT_ACCOMPLISHED if ready else port.SNAPSHOT_PROGRESSING,
+                progress="100%" if ready else "0%",
                 name=name,
-                tags=all_tags,
+                tags=dict(tags or {}),
             )
+            if not ready:
+                self._snapshot_ticks[snap_id] = self.snapshot_latency
+            if client_token:
+                self.snapshot_tokens[client_token] = (arguments, snap_id)
             return snap_id
 
     def delete_snapshot(self, snapshot_id: str, *, force: bool = False) -> None:
@@ -356,7 +479,11 @@ class InMemoryCloud:
             self._enter("delete_snapshot", snapshot_id, force)
             if snapshot_id not in self.snapshots:
                 raise ecs_error("InvalidSnapshotId.NotFound", "", "DeleteSnapshot")
+            used = any(d.snapshot_id == snapshot_id for d in self.disks.values())
+            if used and not force:
+                raise ecs_error("SnapshotCreatedDisk", "", "DeleteSnapshot")
             del self.snapshots[snapshot_id]
+            self._snapshot_ticks.pop(snapshot_id, None)
 
     def describe_snapshots(
         self,
@@ -376,9 +503,9 @@ class InMemoryCloud:
                 and (not disk_id or s.source_disk_id == disk_id)
                 and all(s.tags.get(k) == v for k, v in (tags or {}).items())
             ]
-            start = int(page_token) if page_token else 0
-            end = start + max_results
-            return Page(matches[start:end], str(end) if end < len(matches) else "")
+            for snap_id in list(self._snapshot_ticks):  # after answering: progressing was seen
+                self._tick_snapshot(snap_id)
+            return self._page(matches, page_token, max_results, "DescribeSnapshots")
 
     # --- internals -----------------------------------------------------------------------
 
@@ -395,7 +522,30 @@ class InMemoryCloud:
             raise ecs_error("InvalidDiskId.NotFound", disk_id, action)
         return disk
 
+    def _settled(self, disk_id: str, action: str) -> Disk:
+        """The disk, when it is in a state ECS changes disks in and so are its instances."""
+        disk = self._require(disk_id, action)
+        if disk.status == port.CREATING:
+            raise ecs_error("IncorrectDiskStatus.Initializing", "", action)
+        if disk.status not in SETTLED:
+            raise ecs_error("IncorrectDiskStatus", f"The disk is {disk.status}.", action)
+        for instance_id in disk.attachments:
+            inst = self.instances.get(instance_id)
+            if inst is not None and inst.status not in LIVE_INSTANCE:
+                raise ecs_error("IncorrectInstanceStatus", inst.status, action)
+        return disk
+
+    @staticmethod
+    def _page(items: list[object], token: str, max_results: int, action: str) -> Page:
+        try:
+            start = int(token) if token else 0
+        except ValueError:
+            raise ecs_error("InvalidParameter", "NextToken", action) from None
+        end = start + max_results
+        return Page(items[start:end], str(end) if end < len(items) else "")
+
     def _tick(self, disk_id: str) -> None:
+        self._tick_spec(disk_id)
         pending = self._pending.get(disk_id)
         if pending is None or disk_id not in self.disks or pending.stuck:
             return
@@ -408,6 +558,37 @@ class InMemoryCloud:
             changes["attachments"] = pending.attachments
         self.disks[disk_id] = dataclasses.replace(disk, **changes)  # type: ignore[arg-type]
         del self._pending[disk_id]
+
+    def _tick_spec(self, disk_id: str) -> None:
+        change = self._spec.get(disk_id)
+        if change is None or disk_id not in self.disks:
+            return
+        if change.ticks > 0:
+            change.ticks -= 1
+            if not change.ticks:
+                self._land_spec(disk_id)
+        elif change.cooling > 0:
+            change.cooling -= 1
+        else:
+            del self._spec[disk_id]
+
+    def _land_spec(self, disk_id: str) -> None:
+        change = self._spec[disk_id]
+        self.disks[disk_id] = dataclasses.replace(self.disks[disk_id], **change.changes)  # type: ignore[arg-type]
+        if not change.cooling:
+            del self._spec[disk_id]
+
+    def _tick_snapshot(self, snap_id: str) -> None:
+        left = self._snapshot_ticks[snap_id] - 1
+        if left > 0:
+            self._snapshot_ticks[snap_id] = left
+            return
+        del self._snapshot_ticks[snap_id]
+        snap = self.snapshots.get(snap_id)
+        if snap is not None and snap.status == port.SNAPSHOT_PROGRESSING:
+            self.snapshots[snap_id] = dataclasses.replace(
+                snap, status=port.SNAPSHOT_ACCOMPLISHED, progress="100%"
+            )
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}fake{next(self._ids):016d}"

@@ -12,7 +12,7 @@ from csi_disk.cloud import port
 from csi_disk.cloud.port import Disk, DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
-from csi_disk.errors import Aborted, DeadlineExceeded, FailedPrecondition, NotFound
+from csi_disk.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from tests.fakes import InMemoryCloud, ecs_error
 from tests.unit.controller_helpers import cloud_with, running_waiter
 
@@ -95,19 +95,55 @@ def test_takeover_from_a_running_instance_only_when_allowed(
     assert cloud.disk(disk.id).attachments == ("i-here",)
 
 
+@pytest.mark.parametrize("status", [port.STARTING, port.STOPPING, "Pending"])
+def test_attach_to_an_instance_in_transition_is_refused(
+    cloud: InMemoryCloud, waiter: DiskWaiter, status: str
+) -> None:
+    cloud.set_instance_status("i-here", status)
+    disk = cloud.add_disk()
+    with pytest.raises(FailedPrecondition, match="IncorrectInstanceStatus"):
+        make(cloud, waiter).attach(disk.id, "i-here")
+    assert cloud.disk(disk.id).attachments == ()
+
+
 def test_multi_attach_disk_joins_other_holders(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
     disk = cloud.add_disk(status=port.IN_USE, attachments=("i-there",), multi_attach=True)
     make(cloud, waiter).attach(disk.id, "i-here")
     assert set(cloud.disk(disk.id).attachments) == {"i-there", "i-here"}
 
 
-def test_stuck_attach_is_undone_and_aborted(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
+def test_stuck_attach_times_out_then_a_retry_waits_for_the_same_attach(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    """ECS refuses to detach a disk still Attaching: the undo fails, nothing else is tried,
+    and the retry waits for the attach already in flight instead of sending another."""
     cloud.stuck_attach.add("i-here")
     disk = cloud.add_disk()
-    with pytest.raises(Aborted, match="undone"):
-        make(cloud, waiter, operation_timeout=0.3).attach(disk.id, "i-here")
-    assert cloud.calls["detach_disk"] == 1
-    assert not cloud.disk(disk.id).attached_to("i-here")
+    attacher = make(cloud, waiter, operation_timeout=0.3)
+    with pytest.raises(DeadlineExceeded, match=disk.id):
+        attacher.attach(disk.id, "i-here")
+    assert cloud.calls["detach_disk"] == 1  # tried, refused: IncorrectDiskStatus
+    assert cloud.disk(disk.id).status == port.ATTACHING
+    with pytest.raises(DeadlineExceeded):
+        attacher.attach(disk.id, "i-here")  # still stuck: wait again, no second AttachDisk
+    assert cloud.calls["attach_disk"] == 1
+    cloud.release_stuck_attach("i-here")
+    got = attacher.attach(disk.id, "i-here")
+    assert got.status == port.IN_USE and got.attachments == ("i-here",)
+    assert cloud.calls["attach_disk"] == 1
+
+
+def test_attach_while_already_attaching_here_waits_without_a_second_attach(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    cloud.latency = 3
+    disk = cloud.add_disk()
+    cloud.attach_disk(disk.id, "i-here")  # another caller's attach, in flight
+    assert cloud.disk(disk.id).status == port.ATTACHING
+    got = make(cloud, waiter).attach(disk.id, "i-here")
+    assert got.status == port.IN_USE
+    assert cloud.calls["attach_disk"] == 1
+    assert cloud.calls["describe_instance"] == 1  # no holder to release, no slot taken
 
 
 def test_stuck_attach_that_finished_at_the_bound_is_kept(cloud: InMemoryCloud) -> None:

@@ -17,6 +17,7 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -707,14 +708,19 @@ def test_publish_instance_limit_is_resource_exhausted(
         publish(ctl, b.id, "i-h1")
 
 
-def test_publish_stuck_attach_is_abandoned(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
+def test_publish_of_a_stuck_attach_times_out_and_later_completes(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
     ctl = make(cloud, waiter, operation_timeout=0.3)
     cloud.stuck_attach.add("i-h1")
     disk = cloud.add_disk()
-    with pytest.raises(Aborted, match="undone"):
+    with pytest.raises(DeadlineExceeded, match=disk.id):
         publish(ctl, disk.id, "i-h1")
-    assert cloud.calls["detach_disk"] == 1
-    assert not cloud.disk(disk.id).attached_to("i-h1")
+    assert cloud.disk(disk.id).status == port.ATTACHING  # ECS refuses to detach it now
+    cloud.release_stuck_attach("i-h1")
+    publish(ctl, disk.id, "i-h1")
+    assert cloud.disk(disk.id).attachments == ("i-h1",)
+    assert cloud.calls["attach_disk"] == 1
 
 
 def test_concurrent_attaches_to_one_instance_are_queued(

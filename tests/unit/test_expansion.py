@@ -131,3 +131,17 @@ def test_modify_during_cooling_period_is_aborted(
         modify(ctl, disk.id, performanceLevel="PL1")
     modify(ctl, disk.id, performanceLevel="PL1")
     assert cloud.disk(disk.id).performance_level == "PL1"
+
+
+def test_a_second_change_while_the_first_cools_down_is_aborted(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    cloud.cooling = 1000
+    disk = cloud.add_disk(size_gib=500, performance_level="PL0")
+    modify(ctl, disk.id, performanceLevel="PL1")
+    with pytest.raises(Aborted):
+        modify(ctl, disk.id, performanceLevel="PL2")
+    assert cloud.disk(disk.id).performance_level == "PL1"
+    cloud.end_cooling(disk.id)
+    modify(ctl, disk.id, performanceLevel="PL2")
+    assert cloud.disk(disk.id).performance_level == "PL2"

@@ -22,6 +22,7 @@ from csi_disk.snapshots import SNAPSHOT_NAME_TAG, parse_parameters
 from csi_disk.tokens import client_token
 from tests.fakes import InMemoryCloud, ecs_error
 from tests.unit import controller_helpers
+from tests.waiting import wait_until
 
 RPC = csi_pb2.ControllerServiceCapability.RPC
 SNAPSHOTTER = {
@@ -77,13 +78,14 @@ def test_create_snapshot_tags_tokens_and_reports(
 ) -> None:
     disk = cloud.add_disk(size_gib=40)
     snap = ctl.CreateSnapshot(snap_request(disk.id, params=SNAPSHOTTER)).snapshot
-    assert (snap.source_volume_id, snap.size_bytes, snap.ready_to_use) == (disk.id, 40 * GIB, True)
+    # ECS uploads a new snapshot first: the first answer is never ready.
+    assert (snap.source_volume_id, snap.size_bytes, snap.ready_to_use) == (disk.id, 40 * GIB, False)
     stored = cloud.snapshots[snap.snapshot_id]
     assert stored.tags[SNAPSHOT_NAME_TAG] == "snapshot-1"
     assert stored.tags["kubernetes.io/created-for/volumesnapshot/namespace"] == "apps"
     assert ("create_snapshot", (disk.id, "snapshot-1", client_token("snapshot-1"))) in cloud.log
     again = ctl.CreateSnapshot(snap_request(disk.id, params=SNAPSHOTTER)).snapshot
-    assert again.snapshot_id == snap.snapshot_id
+    assert again.snapshot_id == snap.snapshot_id and again.ready_to_use
     assert cloud.calls["create_snapshot"] == 1
 
 
@@ -144,6 +146,19 @@ def test_delete_snapshot_is_idempotent_and_forces(
     assert ("delete_snapshot", (snap.snapshot_id, True)) in cloud.log
     with pytest.raises(InvalidArgument):
         ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id="../x"))
+
+
+def test_delete_snapshot_a_volume_was_restored_from(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    """ECS keeps such a snapshot unless told Force: the volume is a full disk of its own."""
+    disk = cloud.add_disk(size_gib=20)
+    snap = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
+    wait_until(lambda: ctl.CreateSnapshot(snap_request(disk.id)).snapshot.ready_to_use, "ready")
+    restored = ctl.CreateVolume(restore_request(snap.snapshot_id)).volume
+    ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=snap.snapshot_id))
+    assert snap.snapshot_id not in cloud.snapshots
+    assert cloud.disk(restored.volume_id).snapshot_id == snap.snapshot_id
 
 
 def test_list_snapshots_by_id_source_and_pages(

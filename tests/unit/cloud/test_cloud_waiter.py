@@ -7,10 +7,11 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from csi_disk.cloud.errors import PermissionDenied, from_ecs_code
+from csi_disk.cloud.errors import PermissionDenied
 from csi_disk.cloud.port import AVAILABLE, IN_USE, Disk
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from tests.ecs_codes import ecs_error
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,11 +33,11 @@ class CountingCloud:
             self.calls.append(list(disk_ids))
             if self.failures:
                 self.failures -= 1
-                raise from_ecs_code("Throttling", "slow down")
+                raise ecs_error("Throttling", "slow down")
             if self.forbidden:
-                raise from_ecs_code("Forbidden.RAM", "user not authorized", action="DescribeDisks")
+                raise ecs_error("Forbidden.RAM", "user not authorized", action="DescribeDisks")
             if self.rejected & set(disk_ids):
-                raise from_ecs_code("InvalidDiskIds.Malformed", "bad ids", action="DescribeDisks")
+                raise ecs_error("InvalidDiskIds.Malformed", "bad ids", action="DescribeDisks")
             out = []
             for disk_id in disk_ids:
                 if disk_id not in self.seen:

@@ -1,0 +1,109 @@
+"""What each ECS error code means to the driver, stated apart from csi_disk.cloud.errors.
+
+The fake cloud raises its errors from this table, and the mapping tests hold the driver's
+own table to it through raw ECS answers (JSON envelopes through the real SDK): a wrong
+mapping can no longer be wrong on both sides and pass. Every code the emulator can answer
+has a line here; the HTTP status travels with it as ECS sends it (the emulator's catalogue).
+"""
+
+from __future__ import annotations
+
+from csi_disk.cloud.errors import (
+    EcsAborted,
+    EcsAlreadyExists,
+    EcsCredentialsExpired,
+    EcsError,
+    EcsFailedPrecondition,
+    EcsInternal,
+    EcsInvalidArgument,
+    EcsNoStock,
+    EcsNotFound,
+    EcsPermissionDenied,
+    EcsResourceExhausted,
+    EcsServiceUnavailable,
+    EcsThrottled,
+    EcsUnavailable,
+    EcsUnsupportedHere,
+)
+from csi_disk.emulator.actions import load_actions
+from csi_disk.emulator.errors import CATALOGUE
+
+load_actions()  # action modules add their own codes to the catalogue
+
+MEANING: dict[str, type[EcsError]] = {
+    # A resource the call names is not there.
+    "InvalidDiskId.NotFound": EcsNotFound,
+    "InvalidInstanceId.NotFound": EcsNotFound,
+    "InvalidSnapshotId.NotFound": EcsNotFound,
+    "InvalidRegionId.NotFound": EcsNotFound,
+    # A zone is an argument of CreateDisk, not the resource asked about.
+    "InvalidZoneId.NotFound": EcsInvalidArgument,
+    # Not possible here (this zone, category, size or level): CreateVolume tries the next.
+    "InvalidDataDiskCategory.NotSupported": EcsUnsupportedHere,
+    "InvalidDiskCategory.NotSupported": EcsUnsupportedHere,
+    "InvalidDiskCategory.ValueNotSupported": EcsUnsupportedHere,
+    "InvalidDiskSize.NotSupported": EcsUnsupportedHere,
+    "InvalidPerformanceLevel.Malformed": EcsUnsupportedHere,
+    "OperationDenied.NoStock": EcsNoStock,
+    # Wrong for this disk whatever the zone: another category would not help.
+    "InvalidDiskSize.TooSmall": EcsInvalidArgument,
+    "OperationDenied.PerformanceLevelNotMatch": EcsInvalidArgument,
+    "InvalidParameter": EcsInvalidArgument,
+    "MissingParameter": EcsInvalidArgument,
+    "InvalidDiskIds.Malformed": EcsInvalidArgument,
+    "InvalidInstanceIds.Malformed": EcsInvalidArgument,
+    "InvalidSnapshotIds.Malformed": EcsInvalidArgument,
+    # The resources are not in a state for this call.
+    "IncorrectDiskStatus": EcsFailedPrecondition,
+    "IncorrectDiskStatus.Initializing": EcsFailedPrecondition,
+    "IncorrectInstanceStatus": EcsFailedPrecondition,
+    "ResourcesNotInSameZone": EcsFailedPrecondition,
+    "DependencyViolation": EcsFailedPrecondition,
+    "IdempotentParameterMismatch": EcsAlreadyExists,
+    # Something is settling on the resource: retry later.
+    "InvalidOperation.Conflict": EcsAborted,
+    "OperationConflict.DisksAttachingParallellyExceed": EcsAborted,
+    "LastTokenProcessing": EcsAborted,
+    "InvalidSnapshot.NotReady": EcsAborted,
+    "DiskInCoolingPeriod": EcsAborted,
+    "InstanceDiskLimitExceeded": EcsResourceExhausted,
+    "QuotaExceed.Snapshot": EcsResourceExhausted,
+    # ECS did not act and may later: retried.
+    "Throttling": EcsThrottled,
+    "Throttling.User": EcsThrottled,
+    "ServiceUnavailable": EcsServiceUnavailable,
+    "InternalError": EcsUnavailable,
+    "InvalidSecurityToken.Expired": EcsCredentialsExpired,
+    # The credentials are refused: an operator has to act.
+    "Forbidden.RAM": EcsPermissionDenied,
+    "InvalidAccessKeyId.NotFound": EcsPermissionDenied,
+    "SignatureDoesNotMatch": EcsPermissionDenied,
+    "InvalidSecurityToken.Malformed": EcsPermissionDenied,
+    "InvalidSecurityToken.MismatchWithAccessKey": EcsPermissionDenied,
+    # Requests this driver never sends wrong, or refusals it has no better code for.
+    "InvalidAction.NotFound": EcsInternal,
+    "InvalidVersion": EcsInternal,
+    "UnsupportedHTTPMethod": EcsInternal,
+    "InvalidTimeStamp.Format": EcsInternal,
+    "InvalidTimeStamp.Expired": EcsInternal,
+    "SignatureNonceUsed": EcsInternal,
+    "IncompleteSignature": EcsInternal,
+    "DryRunOperation": EcsInternal,
+    "NoChangeInDiskCategoryAndPerformanceLevel": EcsInternal,
+    "OperationDenied": EcsInternal,
+    "InvalidOperation.MultiAttachDisk": EcsInternal,
+    "InvalidOperation.MultiAttachDisabled": EcsInternal,
+    "InvalidInstanceType.NotSupportDiskCategory": EcsInternal,
+    "SnapshotCreatedDisk": EcsInternal,
+}
+
+
+def http_status(code: str) -> int:
+    """The HTTP status ECS answers ``code`` with."""
+    return CATALOGUE[code][0]
+
+
+def ecs_error(code: str, message: str = "", action: str = "") -> EcsError:
+    """The error the Cloud port raises when ECS answers ``code``, by this table."""
+    text = f"ECS {action or 'call'} failed: {code}: {message or CATALOGUE[code][1]}"
+    return MEANING[code](text, ecs_code=code, http_status=http_status(code), action=action)
