@@ -105,6 +105,11 @@ def create_volumes(daemon: Daemon, info: EmulatorInfo, callers: int, volumes: in
     return Level(callers, volumes, wall, latencies, info.calls())
 
 
+def describes_per_volume(level: Level) -> float:
+    """DescribeDisks calls per volume: waits for concurrent creates share one poll."""
+    return level.ecs_calls.get("DescribeDisks", 0) / level.volumes
+
+
 def run(workdir: Path, quick: bool) -> Report:
     settings = QUICK if quick else FULL
     report = Report(
@@ -141,11 +146,14 @@ def run(workdir: Path, quick: bool) -> Report:
                     "p50 s": percentile(level.latencies, 0.5),
                     "p99 s": percentile(level.latencies, 0.99),
                     "vs sequential": speedup,
-                    "DescribeDisks/vol": level.ecs_calls.get("DescribeDisks", 0) / level.volumes,
+                    "DescribeDisks/vol": describes_per_volume(level),
                 }
             )
             if callers > 1:
                 report.ratios[f"throughput_{callers}_callers_over_sequential"] = speedup
+                report.ratios[f"describe_per_volume_sequential_over_{callers}_callers"] = ratio(
+                    describes_per_volume(sequential), describes_per_volume(level)
+                )
     report.notes.append(
         f"Creating lasts {settings.latency_scale:g}s; the daemon polls every 1s and limits "
         "itself to 20 ECS calls/s, which caps throughput near 20 volumes/s by design"

@@ -1,10 +1,16 @@
-"""CreateVolume while disks really take a second to create: lost replies and a burst."""
+"""CreateVolume while disks really take a second to create: lost replies and a burst.
+
+A reply is lost only once CreateDisk has reached ECS (the disk's row exists), never on a
+timer that may expire before the call is sent. How few DescribeDisks a burst costs is a
+speed figure: bench/create.py measures it.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import pytest
@@ -19,11 +25,11 @@ from tests.integration.controller.conftest import (
     create_request,
     disks_named,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
 BURST = 100
-DESCRIBE_BUDGET = 20
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +55,18 @@ def create_until_done(
             time.sleep(0.2)
 
 
+def sent_then_creating(info: EmulatorInfo, name: str) -> list[dict[str, Any]]:
+    """The disk rows of ``name`` once CreateDisk has made one (Creating lasts a second)."""
+    return wait_until(lambda: disks_named(info, name), f"CreateDisk for {name} reached ECS", 30)
+
+
 def test_lost_reply_then_retry_gives_the_same_disk(daemon: Daemon, slow: EmulatorInfo) -> None:
     request = create_request("lost-reply", requisite=[{ZONE_KEY: slow.zones[0]}])
-    with pytest.raises(grpc.RpcError) as err:
-        daemon.controller.CreateVolume(request, timeout=0.3)  # gives up while Creating
-    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    call = daemon.controller.CreateVolume.future(request, timeout=60)
+    rows = sent_then_creating(slow, "lost-reply")
+    call.cancel()  # the provisioner gives up: the reply to a CreateDisk that happened is lost
+    assert call.cancelled()
+    assert [r["status"] for r in rows] == ["Creating"]
     reply = create_until_done(daemon, request)
     rows = disks_named(slow, "lost-reply")
     assert [r["id"] for r in rows] == [reply.volume.volume_id]
@@ -65,12 +78,13 @@ def test_controller_killed_while_creating_then_retry_gives_the_same_disk(
 ) -> None:
     request = create_request("killed-while-creating", requisite=[{ZONE_KEY: slow.zones[1]}])
     with start_controller(slow, name="killed") as first:
-        with pytest.raises(grpc.RpcError):
-            first.controller.CreateVolume(request, timeout=0.3)
-        rows = disks_named(slow, "killed-while-creating")
+        call = first.controller.CreateVolume.future(request, timeout=60)
+        rows = sent_then_creating(slow, "killed-while-creating")
         first.process.kill()  # no drain: the reply is lost with the process
         first.process.wait()
-    assert [r["status"] for r in rows] in ([], ["Creating"])
+        with pytest.raises(grpc.RpcError):
+            call.result(timeout=30)
+    assert [r["status"] for r in rows] == ["Creating"]
     with start_controller(slow, name="successor") as second:
         reply = create_until_done(second, request)
     rows = disks_named(slow, "killed-while-creating")
@@ -78,7 +92,7 @@ def test_controller_killed_while_creating_then_retry_gives_the_same_disk(
     assert rows[0]["status"] == "Available"
 
 
-def test_burst_of_creates_shares_describe_calls(daemon: Daemon, slow: EmulatorInfo) -> None:
+def test_burst_of_creates_gives_each_name_its_own_disk(daemon: Daemon, slow: EmulatorInfo) -> None:
     zones = slow.zones
     requests = [
         create_request(f"burst-{i:03d}", requisite=[{ZONE_KEY: zones[i % len(zones)]}])
@@ -96,4 +110,3 @@ def test_burst_of_creates_shares_describe_calls(daemon: Daemon, slow: EmulatorIn
         assert rows[0]["status"] == "Available"
     print(f"{BURST} creates: {calls}")
     assert calls.get("CreateDisk", 0) >= BURST
-    assert calls.get("DescribeDisks", 0) <= DESCRIBE_BUDGET, calls
