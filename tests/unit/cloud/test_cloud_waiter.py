@@ -12,6 +12,7 @@ from csi_disk.cloud.port import AVAILABLE, IN_USE, Disk
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from tests.ecs_codes import ecs_error
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -139,8 +140,7 @@ def test_close_releases_pending_waits_and_refuses_new_ones() -> None:
     t = threading.Thread(target=run)
     t.start()
     started.wait()
-    while not cloud.calls:  # the wait is registered and being polled
-        threading.Event().wait(0.01)
+    wait_until(lambda: cloud.calls, "the wait registered and polled")
     waiter.close()
     t.join(10)
     assert not t.is_alive()
