@@ -19,6 +19,7 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import DeadlineExceeded, DriverError
 from csi_disk.host.filesystems import Probe, VolumeStats
 from csi_disk.host.mounts import Mount
+from csi_disk.host.run import CommandFailed
 from csi_disk.node import UNPUBLISHED_DEVICE_GRACE, NodeService
 from csi_disk.tokens import VOLUME_NAME_TAG
 from tests.fakes import InMemoryCloud
@@ -48,6 +49,8 @@ class FakeHost:
         self.ext_sizes: dict[str, int] = {}  # ext filesystems smaller than their device
         self.mount_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
         self.waits: list[float] = []  # timeouts given to wait_for_device
+        self.grow_error: DriverError | None = None  # what growing a filesystem fails with
+        self.rescanned: list[str] = []
         self.format_gate: threading.Event | None = None
         self.format_started = threading.Event()
         self._next = 0
@@ -108,6 +111,8 @@ class FakeHost:
         self.fscked.append(str(device))
 
     def grow(self, device: Path, mount_path: Path | None, fstype: str) -> None:
+        if self.grow_error is not None:
+            raise self.grow_error
         self.grown.append(str(device))
         self.grown_offline.append(mount_path is None)
         self.ext_sizes.pop(str(device), None)  # it now fills the device
@@ -166,6 +171,9 @@ class FakeHost:
 
     def device_size(self, device: Path) -> int:
         return 20 << 30
+
+    def rescan(self, device: Path) -> None:
+        self.rescanned.append(str(device))
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -578,6 +586,63 @@ def test_ext_smaller_than_its_disk_grows_before_mounting(
     assert host.mount_calls, "mounted after growing"
 
 
+def test_a_found_device_that_is_not_a_block_device_is_refused(
+    node: NodeService,
+    cloud: InMemoryCloud,
+    host: FakeHost,
+    kubelet: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever a lookup returned, nothing is formatted or mounted unless it is a block device."""
+    disk = cloud.add_disk()
+    monkeypatch.setattr(host, "device_number", lambda path: None)
+    with pytest.raises(DriverError, match="not a block device") as info:
+        node.NodeStageVolume(stage_req(disk.id, kubelet / "s"), None)
+    assert info.value.code == "FAILED_PRECONDITION"
+    assert host.formatted == [] and host.mount_calls == []
+
+
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
+def test_stage_survives_a_filesystem_that_fails_to_grow(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, fs: str
+) -> None:
+    """The filesystem is usable at its old size; a later stage or expansion grows it."""
+    disk = cloud.add_disk()
+    device = str(host.device_path(disk.id))
+    host.contents[device] = Probe(type=fs, usage="filesystem")
+    host.ext_sizes[device] = 10 << 30
+    host.grow_error = CommandFailed("resize2fs", 1, "no space for the new group descriptors")
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", mount_cap(fs)), None)
+    assert host.grown == [] and host.formatted == []
+    assert host.find_mount(kubelet / "s") is not None
+    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", mount_cap(fs)), None)  # retry: OK
+
+
+def test_expand_grows_the_staged_filesystem_or_reports_why_not(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(disk.id, staging), None)
+    device = str(host.device_path(disk.id))
+    request = csi_pb2.NodeExpandVolumeRequest(
+        volume_id=disk.id,
+        volume_path=str(staging),
+        capacity_range=csi_pb2.CapacityRange(required_bytes=20 << 30),
+    )
+    host.grow_error = CommandFailed("resize2fs", 1, "Permission denied")
+    assert code_of(node.NodeExpandVolume, request) == "INTERNAL"
+    assert host.grown == []
+    host.grow_error = None
+    assert node.NodeExpandVolume(request, None).capacity_bytes == 20 << 30
+    assert host.grown == [device] and host.rescanned == [device, device]
+    bigger = csi_pb2.NodeExpandVolumeRequest()
+    bigger.CopyFrom(request)
+    bigger.capacity_range.required_bytes = 30 << 30  # the cloud resize has not arrived
+    assert code_of(node.NodeExpandVolume, bigger) == "ABORTED"
+    assert host.grown == [device]
+
+
 def test_xfs_is_mounted_with_nouuid(
     node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
 ) -> None:
@@ -759,12 +824,17 @@ def test_unstage_refuses_to_detach_a_block_device_still_published(
 
 
 def test_unstage_of_a_deleted_disk_is_ok(
-    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
 ) -> None:
     disk = cloud.add_disk()
-    node.NodeStageVolume(stage_req(disk.id, kubelet / "s", block_cap()), None)
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(disk.id, staging, block_cap()), None)
     del cloud.disks[disk.id]
-    node.NodeUnstageVolume(unstage_req(disk.id, kubelet / "s"), None)
+    node.NodeUnstageVolume(unstage_req(disk.id, staging), None)
+    assert not staging.exists()
+    assert host.find_mount(staging) is None
+    assert cloud.calls["detach_disk"] == 0  # nothing left to detach, nothing else touched
+    node.NodeUnstageVolume(unstage_req(disk.id, staging), None)  # and again: still OK
 
 
 # --- publish -------------------------------------------------------------------------------
