@@ -95,15 +95,36 @@ MEANING: dict[str, type[EcsError]] = {
     "InvalidOperation.MultiAttachDisabled": EcsInternal,
     "InvalidInstanceType.NotSupportDiskCategory": EcsInternal,
     "SnapshotCreatedDisk": EcsInternal,
+    # Codes ECS documents that the emulator does not answer; the driver knows them.
+    "InvalidInstanceType.NotFound": EcsNotFound,
+    "Zone.NotOnSale": EcsNoStock,
+    "DiskCreatingSnapshot": EcsAborted,
+    "IdempotentProcessing": EcsAborted,
+    "UnknownError": EcsUnavailable,
+    "InvalidAccessKeySecret": EcsPermissionDenied,
+}
+
+# HTTP status and message of the codes above that the emulator's catalogue lacks.
+NOT_EMULATED: dict[str, tuple[int, str]] = {
+    "InvalidInstanceType.NotFound": (404, "The specified InstanceType does not exist."),
+    "Zone.NotOnSale": (403, "The specified zone is not available for purchase."),
+    "DiskCreatingSnapshot": (403, "The operation is denied because a snapshot is being created."),
+    "IdempotentProcessing": (403, "The previous idempotent request is being processed."),
+    "UnknownError": (500, "The request processing has failed due to some unknown error."),
+    "InvalidAccessKeySecret": (400, "The specified AccessKeySecret is not valid."),
 }
 
 
+def answer(code: str) -> tuple[int, str]:
+    """The HTTP status and message ECS answers ``code`` with."""
+    return CATALOGUE.get(code) or NOT_EMULATED[code]
+
+
 def http_status(code: str) -> int:
-    """The HTTP status ECS answers ``code`` with."""
-    return CATALOGUE[code][0]
+    return answer(code)[0]
 
 
 def ecs_error(code: str, message: str = "", action: str = "") -> EcsError:
     """The error the Cloud port raises when ECS answers ``code``, by this table."""
-    text = f"ECS {action or 'call'} failed: {code}: {message or CATALOGUE[code][1]}"
+    text = f"ECS {action or 'call'} failed: {code}: {message or answer(code)[1]}"
     return MEANING[code](text, ecs_code=code, http_status=http_status(code), action=action)

@@ -24,14 +24,14 @@ from csi_disk.csi_pb import csi_pb2
 from csi_disk.emulator.errors import CATALOGUE
 from csi_disk.errors import InvalidArgument
 from csi_disk.tokens import VOLUME_NAME_TAG
-from tests.ecs_codes import MEANING, http_status
+from tests.ecs_codes import MEANING, answer, http_status
 
 ZONE = "cn-hangzhou-h"
 
 
 def envelope(code: str) -> tuple[int, dict[str, Any]]:
     """An ECS error answer: the code's HTTP status and the JSON body ECS sends with it."""
-    message = CATALOGUE[code][1]
+    message = answer(code)[1]
     if code == "SignatureDoesNotMatch":  # ECS echoes what it signed (the SDK parses it)
         message += " server string to sign is:POST&%2F&AccessKeyId%3DLTAI5tKeyIdent"
     return http_status(code), {
@@ -68,6 +68,20 @@ def test_an_ecs_answer_becomes_the_error_its_code_means(ecs_server, code: str) -
     assert (err.ecs_code, err.http_status, err.action) == (code, http_status(code), "DetachDisk")
     assert err.request_id == "5DB8E3A4-0000-4000-8000-000000000001"
     assert code in err.message
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_an_undocumented_code_with_a_5xx_is_transient(ecs_server, status: int) -> None:
+    """A gateway in front of ECS answers 5xx with codes ECS never documents."""
+    body = {"RequestId": "r-5", "Code": "Gateway.Unavailable", "Message": "upstream"}
+    server = ecs_server(lambda action, params: (status, body))
+    with pytest.raises(EcsError) as caught:
+        cloud_at(server.url).detach_disk("d-2ze0000000000000000a", "i-2ze0000000000000000b")
+    assert is_retryable(caught.value) and caught.value.code == "UNAVAILABLE"
+    server = ecs_server(lambda action, params: (499, body))
+    with pytest.raises(EcsError) as caught:
+        cloud_at(server.url).detach_disk("d-2ze0000000000000000a", "i-2ze0000000000000000b")
+    assert not is_retryable(caught.value) and caught.value.code == "INTERNAL"
 
 
 # --- what a code's meaning decides in CreateVolume --------------------------------------------
