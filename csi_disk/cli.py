@@ -1,4 +1,4 @@
-"""Command line: ``csi-disk serve | emulator | manifests | demo``.
+"""Command line: ``csi-disk serve | emulator | demo``.
 
 Every ``serve`` flag can also come from an environment variable named
 ``CSI_DISK_<FLAG>`` (``--attach-mode`` -> ``CSI_DISK_ATTACH_MODE``); a flag on the command
@@ -148,9 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator = sub.add_parser("emulator", help="run the built-in ECS and metadata emulator")
     _attach_optional(emulator, "csi_disk.emulator.cli")
-
-    manifests = sub.add_parser("manifests", help="render the Kubernetes manifests")
-    _attach_optional(manifests, "csi_disk.manifests")
 
     demo = sub.add_parser("demo", help="play the topology-aware story end to end on the emulator")
     _attach_optional(demo, "csi_disk.demo")

@@ -11,9 +11,10 @@ import shlex
 import tomllib
 from pathlib import Path
 
-from csi_disk import manifests
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+BASE = REPO / "deploy" / "kubernetes" / "base"
 
 # In .ci/setup for development only: the virtualenv tool, modprobe for loop devices and ps for
 # the tests. The image gets Python from its base and never loads modules.
@@ -78,6 +79,18 @@ def pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
+def controller_pod() -> dict:
+    """The controller's pod spec as deploy/'s base writes it."""
+    return yaml.safe_load((BASE / "controller.yaml").read_text())["spec"]["template"]["spec"]
+
+
+def manifests_image_tag() -> str:
+    """The driver image's tag, pinned under `images:` in deploy/'s base."""
+    images = yaml.safe_load((BASE / "kustomization.yaml").read_text())["images"]
+    (driver,) = (i for i in images if i["name"] == "csi-disk")
+    return driver["newTag"]
+
+
 def test_instruction_parser_joins_continuations() -> None:
     parsed = instructions("FROM a AS b\n# note\nRUN apt-get install -y \\\n    x \\\n    y\n")
     assert parsed == [("FROM", "a AS b"), ("RUN", "apt-get install -y  x  y")]
@@ -116,8 +129,7 @@ def test_entrypoint_is_a_declared_console_script_running_serve() -> None:
     assert argv[0] in pyproject()["project"]["scripts"]
     assert argv[1:] == ["serve"]
     # The manifests name the same program explicitly.
-    statefulset = manifests.controller_statefulset(manifests.ManifestOptions())
-    plugin = statefulset["spec"]["template"]["spec"]["containers"][0]
+    (plugin,) = (c for c in controller_pod()["containers"] if c["name"] == "csi-disk")
     assert plugin["command"] == argv
 
 
@@ -126,15 +138,14 @@ def test_default_user_is_the_controllers_non_root_user() -> None:
     users = [r for k, r in final if k == "USER"]
     assert users, "the image should not default to root"
     uid = users[-1].split(":")[0]
-    statefulset = manifests.controller_statefulset(manifests.ManifestOptions())
-    security = statefulset["spec"]["template"]["spec"]["securityContext"]
+    security = controller_pod()["securityContext"]
     assert int(uid) == security["runAsUser"] != 0
 
 
 def test_version_label_matches_project_and_manifests() -> None:
     match = re.search(r"^ARG VERSION=(\S+)$", dockerfile(), re.MULTILINE)
     assert match
-    assert match.group(1) == pyproject()["project"]["version"] == manifests.IMAGE_TAG
+    assert match.group(1) == pyproject()["project"]["version"] == manifests_image_tag()
     labels = " ".join(r for k, r in stages(dockerfile())[-1] if k == "LABEL")
     for key in ("title", "description", "version", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels, key
