@@ -60,3 +60,10 @@ def go_tool_bin(tool: str) -> Path:
         pytest.fail(reason)
     return Path(built.stdout.strip().splitlines()[-1])
 
+
+def go_tool_version(tool: str, module: str) -> str:
+    """The version .ci/go/<tool>/go.mod pins ``module`` at."""
+    go_mod = (REPO_ROOT / ".ci/go" / tool / "go.mod").read_text(encoding="utf-8")
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod, re.MULTILINE)
+    assert found, f".ci/go/{tool}/go.mod does not require {module}"
+    return found.group(1)

@@ -23,7 +23,13 @@ from csi_disk import DRIVER_NAME
 from csi_disk.config import Config
 from csi_disk.modification import parse_mutable
 from csi_disk.tokens import VOLUME_NAME_TAG
-from tests.programs import go_tool_bin, serve_env, serve_flags
+from tests.programs import (
+    go_tool_bin,
+    go_tool_version,
+    help_options,
+    serve_env,
+    serve_flags,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -37,11 +43,22 @@ MODES = tuple(VARIANTS)
 # the newest schema set kubernetes-validate ships (read at run time, so an upgrade widens it).
 OLDEST_KUBERNETES = "1.30"
 KUBERNETES_VERSIONS = (OLDEST_KUBERNETES, kubernetes_validate.utils.latest_version())
-# csi-resizer 1.x reads storage.k8s.io/v1beta1 VolumeAttributesClasses: served from 1.31 (on
-# request), gone from the schemas after 1.33.
-V1BETA1_ATTRIBUTES_CLASS_KUBERNETES = ("1.31", "1.33")
+# VolumeAttributesClass is storage.k8s.io/v1 from this release on.
+V1_ATTRIBUTES_CLASS_KUBERNETES = "1.34"
 
-# What each sidecar needs from the API server: (apiGroup, resource, verb).
+# Sidecars built from .ci/go (tool, program and container share the name) -> the Go module
+# whose pinned version is the image tag.
+BUILT_SIDECARS = {
+    "csi-provisioner": "github.com/kubernetes-csi/external-provisioner/v6",
+    "csi-attacher": "github.com/kubernetes-csi/external-attacher/v4",
+    "csi-resizer": "github.com/kubernetes-csi/external-resizer/v2",
+    "csi-snapshotter": "github.com/kubernetes-csi/external-snapshotter/v8",
+}
+# Not built here: their tags are pinned by hand, their flags checked by a real cluster.
+UNBUILT_SIDECARS = {"liveness-probe": "v2.", "node-driver-registrar": "v2."}
+
+# What each sidecar needs from the API server: (apiGroup, resource, verb). Upstream's RBAC for
+# the pinned versions, less what the flags used here switch off.
 SIDECAR_NEEDS: dict[str, set[tuple[str, str, str]]] = {
     "provisioner": {
         ("", "persistentvolumes", "create"),
@@ -69,8 +86,13 @@ SIDECAR_NEEDS: dict[str, set[tuple[str, str, str]]] = {
         ("storage.k8s.io", "volumeattachments", "watch"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "get"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "list"),
+        # v6: a finalizer on the snapshot a volume is being restored from.
+        ("snapshot.storage.k8s.io", "volumesnapshots", "watch"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "update"),
         ("snapshot.storage.k8s.io", "volumesnapshotcontents", "get"),
         ("snapshot.storage.k8s.io", "volumesnapshotcontents", "list"),
+        # v6: a claim's VolumeAttributesClass goes with CreateVolume.
+        ("storage.k8s.io", "volumeattributesclasses", "get"),
     },
     "attacher": {
         ("", "persistentvolumes", "get"),
@@ -339,7 +361,7 @@ def test_examples_are_valid() -> None:
             if obj["kind"] == "VolumeAttributesClass" or "volumeAttributesClassName" in obj.get(
                 "spec", {}
             ):
-                versions = V1BETA1_ATTRIBUTES_CLASS_KUBERNETES
+                versions = (V1_ATTRIBUTES_CLASS_KUBERNETES, KUBERNETES_VERSIONS[-1])
             for version in versions:
                 kubernetes_validate.validate(obj, version, strict=True)
 
@@ -349,8 +371,12 @@ def test_attributes_class_example_is_one_the_driver_accepts() -> None:
     classes = {o["metadata"]["name"]: o for o in objs if o["kind"] == "VolumeAttributesClass"}
     (claim,) = (o for o in objs if o["kind"] == "PersistentVolumeClaim")
     assert classes
+    # csi-resizer v2 modifies volumes without a gate, reading the GA API only.
+    resizer = containers(find(objects("node"), "StatefulSet", "csi-disk-controller"))["csi-resizer"]
+    assert int(resizer["image"].rpartition(":v")[2].split(".")[0]) >= 2
+    assert not any(a.startswith("--feature-gates") for a in resizer["args"])
     for vac in classes.values():
-        assert vac["apiVersion"] == "storage.k8s.io/v1beta1"
+        assert vac["apiVersion"] == "storage.k8s.io/v1"
         assert vac["driverName"] == DRIVER_NAME
         change = parse_mutable(vac["parameters"])  # what ControllerModifyVolume will get
         assert change.performance_level == vac["parameters"]["performanceLevel"]
@@ -377,28 +403,15 @@ def test_images_are_pinned_by_tag(mode: str) -> None:
                 assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), image
 
 
-def test_sidecar_major_versions() -> None:
-    expected = {
-        "csi-provisioner": "v5.",
-        "csi-attacher": "v4.",
-        "csi-resizer": "v1.",
-        "csi-snapshotter": "v8.",
-        "liveness-probe": "v2.",
-        "node-driver-registrar": "v2.",
-    }
+def test_sidecar_tags_are_the_versions_built_here() -> None:
     controller = containers(find(objects("controller"), "StatefulSet", "csi-disk-controller"))
     node = containers(find(objects("node"), "DaemonSet", "csi-disk-node"))
     sidecars = {**controller, **node}
-    for name, major in expected.items():
+    for name, module in BUILT_SIDECARS.items():
+        tag = sidecars[name]["image"].rpartition(":")[2]
+        assert tag == go_tool_version(name, module), name
+    for name, major in UNBUILT_SIDECARS.items():
         assert sidecars[name]["image"].rpartition(":")[2].startswith(major), name
-
-
-def test_resizer_is_enabled_to_modify_volumes() -> None:
-    # The controller offers MODIFY_VOLUME; csi-resizer 1.11+ calls it only behind the gate.
-    resizer = containers(find(objects("node"), "StatefulSet", "csi-disk-controller"))["csi-resizer"]
-    assert "--feature-gates=VolumeAttributesClass=true" in resizer["args"]
-    major, minor, _ = (int(n) for n in resizer["image"].rpartition(":v")[2].split("."))
-    assert (major, minor) >= (1, 11)
 
 
 def test_image_tag_follows_project_version() -> None:
@@ -409,6 +422,38 @@ def test_image_tag_follows_project_version() -> None:
 
 
 # --------------------------------------------------------------------------- flags
+
+
+@pytest.mark.parametrize("sidecar", sorted(BUILT_SIDECARS))
+def test_sidecar_args_are_flags_of_the_pinned_binary(sidecar: str) -> None:
+    shown = subprocess.run(
+        [str(go_tool_bin(sidecar) / sidecar), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    text = shown.stdout + shown.stderr  # Go's flag package prints help on stderr
+    known = help_options(text)
+    assert {"csi-address", "timeout", "leader-election"} <= known, text[:2000]
+    passed = [
+        c
+        for mode in MODES
+        for w in workloads(objects(mode))
+        for name, c in containers(w).items()
+        if name == sidecar
+    ]
+    assert passed, f"no {sidecar} container in any variant"
+    for container in passed:
+        for arg in container["args"]:
+            assert arg.startswith("--"), arg
+            flag, _, value = arg.removeprefix("--").partition("=")
+            assert flag in known, f"{sidecar} does not know --{flag}"
+            if flag == "feature-gates":
+                # A gate gone GA is hidden from --help and removed in a later release.
+                for gate in value.split(","):
+                    name = gate.partition("=")[0]
+                    assert re.search(rf"^\s+{name}=true\|false", text, re.MULTILINE), gate
 
 
 def test_serve_flags_are_ones_csi_disk_serve_knows() -> None:
@@ -536,7 +581,6 @@ def test_controller_runs_as_non_root_with_sidecar_flags() -> None:
     by_name = containers(statefulset)
     provisioner = by_name["csi-provisioner"]["args"]
     for flag in (
-        "--feature-gates=Topology=true",
         "--strict-topology",
         "--extra-create-metadata",
         "--default-fstype=ext4",
