@@ -46,7 +46,14 @@ from csi_disk.modification import ModificationMixin
 from csi_disk.parameters import VolumeParameters
 from csi_disk.snapshots import SnapshotsMixin
 from csi_disk.tokens import VOLUME_NAME_TAG, client_token
-from csi_disk.volume_ids import validate_instance_id, validate_name, validate_volume_id
+from csi_disk.volume_ids import (
+    check_id,
+    is_disk_id,
+    is_instance_id,
+    validate_instance_id,
+    validate_name,
+    validate_volume_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +392,9 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     def DeleteVolume(
         self, request: csi_pb2.DeleteVolumeRequest, context: Any = None
     ) -> csi_pb2.DeleteVolumeResponse:
-        volume_id = validate_volume_id(request.volume_id)
+        volume_id = check_id(request.volume_id, "volume_id")
+        if not is_disk_id(volume_id):
+            return csi_pb2.DeleteVolumeResponse()  # names no disk: deleted already
         with self.volume_locks.hold(volume_id):
             disk = self.describe(volume_id)
             if disk is not None:
@@ -407,10 +416,12 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ControllerPublishVolumeResponse:
         if not self.controller_attach:
             raise Unimplemented("attach happens on the node (--attach-mode node)")
-        volume_id = validate_volume_id(request.volume_id)
-        node_id = validate_instance_id(request.node_id)
+        check_id(request.volume_id, "volume_id")
+        check_id(request.node_id, "node_id")
         if not request.HasField("volume_capability"):
             raise InvalidArgument("volume_capability is required")
+        volume_id = validate_volume_id(request.volume_id)
+        node_id = validate_instance_id(request.node_id)
         with self.volume_locks.hold(volume_id):
             disk = self.require_disk(volume_id)
             capabilities.check(request.volume_capability, multi_attach=disk.multi_attach)
@@ -429,8 +440,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ControllerUnpublishVolumeResponse:
         if not self.controller_attach:
             raise Unimplemented("detach happens on the node (--attach-mode node)")
-        volume_id = validate_volume_id(request.volume_id)
-        node_id = validate_instance_id(request.node_id) if request.node_id else ""
+        volume_id = check_id(request.volume_id, "volume_id")
+        node_id = check_id(request.node_id, "node_id") if request.node_id else ""
+        if not is_disk_id(volume_id) or (node_id and not is_instance_id(node_id)):
+            return csi_pb2.ControllerUnpublishVolumeResponse()  # nothing there to detach
         with self.volume_locks.hold(volume_id):
             if node_id:
                 self.attacher.detach(volume_id, node_id)
@@ -445,10 +458,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
     def ValidateVolumeCapabilities(
         self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: Any = None
     ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
-        volume_id = validate_volume_id(request.volume_id)
+        check_id(request.volume_id, "volume_id")
         if not request.volume_capabilities:
             raise InvalidArgument("volume_capabilities are required")
-        disk = self.require_disk(volume_id)
+        disk = self.require_disk(validate_volume_id(request.volume_id))
         try:
             # What CreateVolume would refuse is not confirmed either: the same checks, so a
             # capability confirmed here is one the node will mount.

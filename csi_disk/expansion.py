@@ -15,7 +15,7 @@ from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument, NotFound, OutOfRange
-from csi_disk.volume_ids import validate_volume_id
+from csi_disk.volume_ids import check_id, validate_volume_id
 
 if TYPE_CHECKING:
     from csi_disk.controller import ControllerCore as _Base
@@ -54,8 +54,9 @@ class ExpansionMixin(_Base):
     def ControllerExpandVolume(
         self, request: csi_pb2.ControllerExpandVolumeRequest, context: Any = None
     ) -> csi_pb2.ControllerExpandVolumeResponse:
-        volume_id = validate_volume_id(request.volume_id)
+        check_id(request.volume_id, "volume_id")
         size = target_size_gib(request.capacity_range)
+        volume_id = validate_volume_id(request.volume_id)
         block = (
             request.HasField("volume_capability")
             and request.volume_capability.WhichOneof("access_type") == "block"

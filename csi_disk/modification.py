@@ -22,7 +22,7 @@ from csi_disk.cloud.port import Disk
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument, NotFound
 from csi_disk.parameters import MAX_PROVISIONED_IOPS, parse_count
-from csi_disk.volume_ids import validate_volume_id
+from csi_disk.volume_ids import check_id, validate_volume_id
 
 if TYPE_CHECKING:
     from csi_disk.controller import ControllerCore as _Base
@@ -130,8 +130,9 @@ class ModificationMixin(_Base):
     def ControllerModifyVolume(
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None
     ) -> csi_pb2.ControllerModifyVolumeResponse:
-        volume_id = validate_volume_id(request.volume_id)
+        check_id(request.volume_id, "volume_id")
         change = parse_mutable(request.mutable_parameters)
+        volume_id = validate_volume_id(request.volume_id)
         with self.volume_locks.hold(volume_id):
             disk = self.settle(self.require_disk(volume_id))
             if disk is None:

@@ -46,7 +46,12 @@ from csi_disk.host.paths import (
 )
 from csi_disk.locks import InFlight
 from csi_disk.parameters import OMIT_FSCK_KEY
-from csi_disk.volume_ids import validate_volume_id
+from csi_disk.volume_ids import (
+    check_id,
+    has_control_chars,
+    is_disk_id,
+    validate_volume_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +312,25 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         resolve_inside(path, self.config.kubelet_dir, field, leaf_link_ok=leaf_link_ok)
         return path
 
+    @staticmethod
+    def _volume_id_at(volume_id: str, volume_path: str) -> str:
+        """The volume id of a stats or expand call, once both fields are present."""
+        check_id(volume_id, "volume_id")
+        if not volume_path:
+            raise InvalidArgument("volume_path is required")
+        if has_control_chars(volume_path):
+            raise InvalidArgument("volume_path contains control characters")
+        return validate_volume_id(volume_id)
+
+    def _volume_path(self, text: str, disk_id: str) -> Path:
+        """The volume_path of a stats or expand call. Only a path in the kubelet directory
+        can hold a volume this plugin published; any other (csi-sanity sends ``some/path``)
+        holds none, the spec's NOT_FOUND, answered without looking at that path."""
+        try:
+            return self._path(text, "volume_path")
+        except InvalidArgument as err:
+            raise NotFound(f"volume {disk_id} does not exist there: {err.message}") from None
+
     def _recheck(self, path: Path, field: str) -> None:
         """Check ``path`` again right before mount(8) uses it, so a link swapped in since
         the first check has only the few microseconds until mount(8) resolves it."""
@@ -344,7 +368,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeStageVolume(
         self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeStageVolumeResponse:
-        disk_id = validate_volume_id(request.volume_id)
+        check_id(request.volume_id, "volume_id")
         staging = self._path(request.staging_target_path, "staging_target_path")
         wanted = _require_capability(request)
         mkfs_options: list[str] = []
@@ -353,6 +377,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             mkfs_options = filesystems.parse_mkfs_options(text, wanted.fstype) if text else []
         omit = request.volume_context.get(OMIT_FSCK_KEY, "").strip().lower()
         omit_fsck = omit in ("true", "yes", "1")
+        disk_id = validate_volume_id(request.volume_id)
         with self._locks.hold(disk_id):
             device = self._attached_device(disk_id, request.publish_context.get(SERIAL_KEY, ""))
             if not wanted.block:
@@ -499,8 +524,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeUnstageVolume(
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnstageVolumeResponse:
-        disk_id = validate_volume_id(request.volume_id)
+        disk_id = check_id(request.volume_id, "volume_id")
         staging = self._path(request.staging_target_path, "staging_target_path")
+        if not is_disk_id(disk_id):
+            return csi_pb2.NodeUnstageVolumeResponse()  # names no disk: never staged here
         with self._locks.hold(disk_id):
             if self._host.find_mount(staging) is not None:
                 self._host.unmount(staging)
@@ -526,13 +553,14 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodePublishVolume(
         self, request: csi_pb2.NodePublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodePublishVolumeResponse:
-        disk_id = validate_volume_id(request.volume_id)
+        check_id(request.volume_id, "volume_id")
         target = self._path(request.target_path, "target_path")
         wanted = _require_capability(request)
         if not request.staging_target_path:
             # The spec's code when STAGE_UNSTAGE_VOLUME is advertised and the path is unset.
             raise FailedPrecondition("staging_target_path is required: volumes are staged first")
         staging = self._path(request.staging_target_path, "staging_target_path")
+        disk_id = validate_volume_id(request.volume_id)
         read_only = request.readonly or wanted.read_only
         with self._locks.hold(disk_id):
             if wanted.block:
@@ -592,8 +620,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
-        disk_id = validate_volume_id(request.volume_id)
+        disk_id = check_id(request.volume_id, "volume_id")
         target = self._path(request.target_path, "target_path", leaf_link_ok=True)
+        if not is_disk_id(disk_id):
+            return csi_pb2.NodeUnpublishVolumeResponse()  # names no disk: never published here
         with self._locks.hold(disk_id):
             if target.is_symlink():
                 # Never made by the driver; unmounting through it would unmount wherever
@@ -615,8 +645,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetVolumeStats(
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
-        disk_id = validate_volume_id(request.volume_id)
-        path = self._path(request.volume_path, "volume_path")
+        disk_id = self._volume_id_at(request.volume_id, request.volume_path)
+        path = self._volume_path(request.volume_path, disk_id)
         if not path.exists():
             raise NotFound(f"volume path {path} does not exist")
         Usage = csi_pb2.VolumeUsage
@@ -675,8 +705,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         A device still at its old size means the cloud resize has not reached this
         instance yet: ABORTED, so the kubelet retries instead of recording success.
         """
-        disk_id = validate_volume_id(request.volume_id)
-        volume_path = self._path(request.volume_path, "volume_path")
+        disk_id = self._volume_id_at(request.volume_id, request.volume_path)
+        volume_path = self._volume_path(request.volume_path, disk_id)
         staging = (
             self._path(request.staging_target_path, "staging_target_path")
             if request.staging_target_path

@@ -32,7 +32,10 @@ from csi_disk.errors import (
 from csi_disk.parameters import parse_count
 from csi_disk.tokens import client_token
 from csi_disk.volume_ids import (
+    check_id,
     has_control_chars,
+    is_disk_id,
+    is_snapshot_id,
     validate_name,
     validate_snapshot_id,
     validate_volume_id,
@@ -206,8 +209,9 @@ class SnapshotsMixin(_Base):
         self, request: csi_pb2.CreateSnapshotRequest, context: Any = None
     ) -> csi_pb2.CreateSnapshotResponse:
         name = validate_name(request.name)
-        source = validate_volume_id(request.source_volume_id, "source_volume_id")
+        check_id(request.source_volume_id, "source_volume_id")
         params = parse_parameters(request.parameters)
+        source = validate_volume_id(request.source_volume_id, "source_volume_id")
         for warning in params.warnings:
             log.warning("CreateSnapshot %s: %s", name, warning)
         with self.name_locks.hold("snapshot/" + name):
@@ -270,7 +274,9 @@ class SnapshotsMixin(_Base):
     def DeleteSnapshot(
         self, request: csi_pb2.DeleteSnapshotRequest, context: Any = None
     ) -> csi_pb2.DeleteSnapshotResponse:
-        snapshot_id = validate_snapshot_id(request.snapshot_id)
+        snapshot_id = check_id(request.snapshot_id, "snapshot_id")
+        if not is_snapshot_id(snapshot_id):
+            return csi_pb2.DeleteSnapshotResponse()  # names no snapshot: deleted already
         with self.volume_locks.hold(snapshot_id):
             try:
                 # Force: volumes restored from it are full disks of their own.
@@ -302,11 +308,11 @@ class SnapshotsMixin(_Base):
             raise InvalidArgument("max_entries must not be negative")
         limit = request.max_entries or 100
         cloud_token, offset = _parse_cursor(request.starting_token)
-        snapshot_ids = [request.snapshot_id] if request.snapshot_id else []
-        for snapshot_id in snapshot_ids:
-            validate_snapshot_id(snapshot_id)
-        if request.source_volume_id:
-            validate_volume_id(request.source_volume_id, "source_volume_id")
+        snapshot_id = request.snapshot_id and check_id(request.snapshot_id, "snapshot_id")
+        source = request.source_volume_id and check_id(request.source_volume_id, "source_volume_id")
+        if (snapshot_id and not is_snapshot_id(snapshot_id)) or (source and not is_disk_id(source)):
+            return csi_pb2.ListSnapshotsResponse()  # a filter that names nothing matches nothing
+        snapshot_ids = [snapshot_id] if snapshot_id else []
         try:
             page = self.cloud.describe_snapshots(
                 snapshot_ids=snapshot_ids,

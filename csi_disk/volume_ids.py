@@ -1,9 +1,12 @@
-"""Shape checks for the ids and names callers hand the controller.
+"""Checks for the ids and names callers hand the driver.
 
-Pure functions. An id that could never name an ECS resource (path separators, ``..``,
-control characters, the wrong alphabet) is INVALID_ARGUMENT before it reaches a log line or
-an ECS call; a well-formed id naming nothing is the caller's NOT_FOUND (or OK, for the
-idempotent deletes), as the CSI spec asks.
+Pure functions. An id that is empty, longer than 128 characters or holds control characters
+is malformed: INVALID_ARGUMENT. Any other id that is not shaped like an ECS id (csi-sanity
+sends ``fake-vol-id-...``; a path such as ``../x`` is one too) names nothing: the caller's
+NOT_FOUND, answered here without an ECS call, a log line of it or a path built from it. The
+idempotent calls (DeleteVolume, DeleteSnapshot, the Unpublish and Unstage calls) ask
+``is_disk_id`` and friends instead and answer OK, as the CSI spec asks of a resource that
+does not exist.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from csi_disk.errors import InvalidArgument
+from csi_disk.errors import InvalidArgument, NotFound
 
 MAX_ID_LENGTH = 128
 MAX_NAME_BYTES = 128  # the CSI spec's size limit for string fields
@@ -35,42 +38,58 @@ def _shown(text: str) -> str:
     return ascii(text[:64])
 
 
-def _check_id(value: str, pattern: re.Pattern[str], field: str, what: str) -> str:
+def check_id(value: str, field: str) -> str:
+    """``value`` unless it is malformed (empty, too long, control characters):
+    INVALID_ARGUMENT naming ``field``. Says nothing about whether it can name anything."""
     if not value:
         raise InvalidArgument(f"{field} is required")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(f"{field} is longer than {MAX_ID_LENGTH} characters")
     if has_control_chars(value):
         raise InvalidArgument(f"{field} {_shown(value)} contains control characters")
-    if "/" in value or "\\" in value or ".." in value:
-        raise InvalidArgument(f"{field} {_shown(value)} contains a path separator or '..'")
-    if pattern.fullmatch(value) is None:
-        raise InvalidArgument(f"{field} {_shown(value)} is not {what}")
     return value
 
 
+def is_disk_id(value: str) -> bool:
+    """Whether ``value`` could name an ECS disk (and so a volume of this driver)."""
+    return _DISK_ID.fullmatch(value) is not None
+
+
+def is_snapshot_id(value: str) -> bool:
+    return _SNAPSHOT_ID.fullmatch(value) is not None
+
+
+def is_instance_id(value: str) -> bool:
+    return _INSTANCE_ID.fullmatch(value) is not None
+
+
 def validate_volume_id(volume_id: str, field: str = "volume_id") -> str:
-    """``volume_id`` when it is shaped like an ECS disk id, else INVALID_ARGUMENT."""
-    return _check_id(
-        volume_id, _DISK_ID, field, "an ECS disk id (d- and lowercase letters or digits)"
-    )
+    """A volume id that may name a disk: INVALID_ARGUMENT when malformed, NOT_FOUND when
+    it cannot be an ECS disk id."""
+    check_id(volume_id, field)
+    if not is_disk_id(volume_id):
+        raise NotFound(f"volume {_shown(volume_id)} does not exist: it is not an ECS disk id")
+    return volume_id
 
 
 def validate_snapshot_id(snapshot_id: str, field: str = "snapshot_id") -> str:
-    """``snapshot_id`` when it is shaped like an ECS snapshot id, else INVALID_ARGUMENT."""
-    return _check_id(
-        snapshot_id, _SNAPSHOT_ID, field, "an ECS snapshot id (s- and lowercase letters or digits)"
-    )
+    """A snapshot id that may name a snapshot: INVALID_ARGUMENT when malformed, NOT_FOUND
+    when it cannot be an ECS snapshot id."""
+    check_id(snapshot_id, field)
+    if not is_snapshot_id(snapshot_id):
+        raise NotFound(
+            f"snapshot {_shown(snapshot_id)} does not exist: it is not an ECS snapshot id"
+        )
+    return snapshot_id
 
 
 def validate_instance_id(instance_id: str, field: str = "node_id") -> str:
-    """``instance_id`` when it is shaped like an ECS instance id (the CSI node id)."""
-    return _check_id(
-        instance_id,
-        _INSTANCE_ID,
-        field,
-        "an ECS instance id (i- and lowercase letters or digits)",
-    )
+    """A CSI node id (an ECS instance id): INVALID_ARGUMENT when malformed, NOT_FOUND when
+    it cannot be an ECS instance id."""
+    check_id(instance_id, field)
+    if not is_instance_id(instance_id):
+        raise NotFound(f"node {_shown(instance_id)} does not exist: it is not an ECS instance id")
+    return instance_id
 
 
 def validate_name(name: str, field: str = "name") -> str:

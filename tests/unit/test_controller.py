@@ -518,10 +518,14 @@ def test_long_name_gets_hashed_token_and_full_tag(
 # --- DeleteVolume -----------------------------------------------------------------------
 
 
-def test_delete_bad_and_missing_ids(ctl: ControllerService) -> None:
-    for bad in ("", "../etc", "d-ABC", "x" * 200):
+def test_delete_bad_and_missing_ids(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    for bad in ("", "x" * 200, "d-\n"):
         with pytest.raises(InvalidArgument):
             ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=bad))
+    # No disk can have these ids: deleted already, without asking ECS.
+    for nameless in ("../etc", "d-ABC", "fake-vol-id-1"):
+        ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=nameless))
+    assert sum(cloud.calls.values()) == 0
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id="d-doesnotexist"))
 
 
@@ -631,10 +635,13 @@ def test_publish_attaches_and_returns_serial(ctl: ControllerService, cloud: InMe
 
 def test_publish_bad_input(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     disk = cloud.add_disk()
-    with pytest.raises(InvalidArgument):
-        publish(ctl, "bad/id", "i-h1")
+    with pytest.raises(InvalidArgument, match="volume_id"):
+        publish(ctl, "", "i-h1")
     with pytest.raises(InvalidArgument, match="node_id"):
         publish(ctl, disk.id, "")
+    # Required fields come first: an id that names nothing does not hide a missing one.
+    with pytest.raises(InvalidArgument, match="node_id"):
+        publish(ctl, "fake-vol-id", "")
     with pytest.raises(InvalidArgument, match="volume_capability"):
         ctl.ControllerPublishVolume(
             csi_pb2.ControllerPublishVolumeRequest(volume_id=disk.id, node_id="i-h1")
@@ -784,6 +791,19 @@ def test_validate_volume_capabilities(ctl: ControllerService, cloud: InMemoryClo
         )
     with pytest.raises(InvalidArgument):
         ctl.ValidateVolumeCapabilities(csi_pb2.ValidateVolumeCapabilitiesRequest(volume_id=disk.id))
+    calls = sum(cloud.calls.values())
+    with pytest.raises(NotFound, match="not an ECS disk id"):
+        ctl.ValidateVolumeCapabilities(
+            csi_pb2.ValidateVolumeCapabilitiesRequest(
+                volume_id="fake-vol-id", volume_capabilities=[mount_cap()]
+            )
+        )
+    # Missing capabilities are INVALID_ARGUMENT even when the id names nothing.
+    with pytest.raises(InvalidArgument, match="volume_capabilities"):
+        ctl.ValidateVolumeCapabilities(
+            csi_pb2.ValidateVolumeCapabilitiesRequest(volume_id="fake-vol-id")
+        )
+    assert sum(cloud.calls.values()) == calls
 
 
 def test_list_volumes_pages_every_disk(ctl: ControllerService, cloud: InMemoryCloud) -> None:
@@ -828,6 +848,8 @@ def test_get_volume(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     assert not resp.status.volume_condition.abnormal
     with pytest.raises(NotFound):
         ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id="d-missing"))
+    with pytest.raises(NotFound, match="not an ECS disk id"):
+        ctl.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id="fake-vol-id"))
 
 
 @pytest.mark.parametrize("mode", ["controller", "node"])
@@ -907,7 +929,7 @@ def test_validate_confirms_what_the_node_serves(
     assert dict(resp.confirmed.parameters) == params
 
 
-@pytest.mark.parametrize("node_id", ["i-x/../y", "i-h1\n", "node-1", "I-ABC", "i-"])
+@pytest.mark.parametrize("node_id", ["i-h1\n", "i-" + "x" * 127])
 def test_publish_refuses_malformed_node_ids_before_ecs(
     ctl: ControllerService, cloud: InMemoryCloud, node_id: str
 ) -> None:
@@ -923,6 +945,28 @@ def test_publish_refuses_malformed_node_ids_before_ecs(
         ctl.ControllerUnpublishVolume(
             csi_pb2.ControllerUnpublishVolumeRequest(volume_id=disk.id, node_id=node_id)
         )
+    assert sum(cloud.calls.values()) == calls
+
+
+@pytest.mark.parametrize("node_id", ["i-x/../y", "node-1", "I-ABC", "i-", "fake-node-id-1"])
+def test_node_ids_no_instance_can_have_are_answered_without_ecs(
+    ctl: ControllerService, cloud: InMemoryCloud, node_id: str
+) -> None:
+    """Publishing to such a node is NOT_FOUND, unpublishing from it is done already."""
+    disk = cloud.add_disk()
+    calls = sum(cloud.calls.values())
+    with pytest.raises(NotFound, match="node"):
+        ctl.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=disk.id, node_id=node_id, volume_capability=mount_cap()
+            )
+        )
+    ctl.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=disk.id, node_id=node_id)
+    )
+    ctl.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id="fake-vol-id", node_id="i-h1")
+    )
     assert sum(cloud.calls.values()) == calls
 
 

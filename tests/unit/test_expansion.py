@@ -111,6 +111,20 @@ def test_modify_refuses_what_the_size_cannot_carry(
     assert cloud.calls["modify_disk_spec"] == 0
 
 
+def test_modify_ids_that_name_nothing(ctl: ControllerService, cloud: InMemoryCloud) -> None:
+    """An id no disk can have is NOT_FOUND without an ECS call; a bad request stays
+    INVALID_ARGUMENT whatever its id."""
+    with pytest.raises(NotFound, match="not an ECS disk id"):
+        modify(ctl, "non-existing-volume-id", performanceLevel="PL1")
+    with pytest.raises(InvalidArgument, match="XXX_FakeKey"):
+        modify(ctl, "non-existing-volume-id", XXX_FakeKey="XXX_FakeValue")
+    with pytest.raises(InvalidArgument, match="volume_id"):
+        modify(ctl, "", performanceLevel="PL1")
+    with pytest.raises(NotFound, match="not an ECS disk id"):
+        expand(ctl, "fake-vol-id", 50 * GIB)
+    assert sum(cloud.calls.values()) == 0
+
+
 def test_modify_category_iops_and_bursting(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     disk = cloud.add_disk(size_gib=40, performance_level="PL1")
     modify(ctl, disk.id, type="cloud_auto", provisionedIops="5000", burstingEnabled="true")

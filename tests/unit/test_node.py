@@ -332,11 +332,12 @@ def test_expand_needs_a_volume_id(node: NodeService) -> None:
 
 # --- validation ----------------------------------------------------------------------------
 
-BAD_IDS = ["", "../d-abc", "d-abc/def", "d-abc def", "d-abc\x00", "vol-123", "d-" + "a" * 200]
+MALFORMED_IDS = ["", "d-abc\x00", "d-" + "a" * 200]
+NAMELESS_IDS = ["../d-abc", "d-abc/def", "d-abc def", "vol-123", "fake-vol-id-1"]
 
 
-@pytest.mark.parametrize("bad", BAD_IDS)
-def test_bad_volume_ids_are_invalid_everywhere(
+@pytest.mark.parametrize("bad", MALFORMED_IDS)
+def test_malformed_volume_ids_are_invalid_everywhere(
     node: NodeService, cloud: InMemoryCloud, kubelet: Path, bad: str
 ) -> None:
     staging = kubelet / "stage"
@@ -359,11 +360,41 @@ def test_bad_volume_ids_are_invalid_everywhere(
     assert sum(cloud.calls.values()) == 0
 
 
+@pytest.mark.parametrize("nameless", NAMELESS_IDS)
+def test_ids_no_disk_can_have_are_answered_locally(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, nameless: str
+) -> None:
+    """Not found where a volume must exist, done already where it must be gone; neither
+    ECS nor the host is asked, and no path is built from the id."""
+    staging = kubelet / "stage"
+    target = kubelet / "pods" / "t"
+    for call, request in (
+        (node.NodeStageVolume, stage_req(nameless, staging)),
+        (node.NodePublishVolume, publish_req(nameless, staging, target)),
+        (
+            node.NodeGetVolumeStats,
+            csi_pb2.NodeGetVolumeStatsRequest(volume_id=nameless, volume_path=str(target)),
+        ),
+        (
+            node.NodeExpandVolume,
+            csi_pb2.NodeExpandVolumeRequest(volume_id=nameless, volume_path="some/path"),
+        ),
+    ):
+        assert code_of(call, request) == "NOT_FOUND"
+    node.NodeUnstageVolume(unstage_req(nameless, staging), None)
+    node.NodeUnpublishVolume(
+        csi_pb2.NodeUnpublishVolumeRequest(volume_id=nameless, target_path=str(target)), None
+    )
+    assert sum(cloud.calls.values()) == 0
+    assert host.mount_calls == [] and host.waits == [] and host.formatted == []
+    assert not kubelet.exists()
+
+
 @pytest.mark.parametrize(
     "path",
     ["", "relative/stage", "/etc/stage", "{k}/../escape", "{k}", "{k}-sibling/x", "{k}/a\nb"],
 )
-def test_paths_outside_the_kubelet_dir_are_invalid(
+def test_paths_outside_the_kubelet_dir_are_refused(
     node: NodeService, cloud: InMemoryCloud, kubelet: Path, path: str
 ) -> None:
     text = path.format(k=kubelet)
@@ -380,7 +411,12 @@ def test_paths_outside_the_kubelet_dir_are_invalid(
     expected = "FAILED_PRECONDITION" if not text else "INVALID_ARGUMENT"
     assert code_of(node.NodePublishVolume, request) == expected
     stats = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=text)
-    assert code_of(node.NodeGetVolumeStats, stats) == "INVALID_ARGUMENT"
+    expand = csi_pb2.NodeExpandVolumeRequest(volume_id=disk.id, volume_path=text)
+    # Stats and expansion ask about the volume at a path: a path the plugin never publishes
+    # to holds none, the spec's NOT_FOUND; a missing or garbled path is still malformed.
+    expected = "INVALID_ARGUMENT" if not text or "\n" in text else "NOT_FOUND"
+    assert code_of(node.NodeGetVolumeStats, stats) == expected
+    assert code_of(node.NodeExpandVolume, expand) == expected
     assert cloud.calls["attach_disk"] == 0
     assert not kubelet.exists()  # nothing was created anywhere
 

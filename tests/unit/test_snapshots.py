@@ -115,6 +115,8 @@ def test_create_snapshot_errors(ctl: ControllerService, cloud: InMemoryCloud) ->
         ctl.CreateSnapshot(snap_request(disk.id, params={"bogus": "1"}))
     with pytest.raises(NotFound):
         ctl.CreateSnapshot(snap_request("d-missing"))
+    with pytest.raises(NotFound, match="not an ECS disk id"):
+        ctl.CreateSnapshot(snap_request("fake-vol-id"))
     ctl.CreateSnapshot(snap_request(disk.id))
     with pytest.raises(AlreadyExists, match=disk.id):
         ctl.CreateSnapshot(snap_request(other.id))
@@ -145,7 +147,12 @@ def test_delete_snapshot_is_idempotent_and_forces(
     assert snap.snapshot_id not in cloud.snapshots
     assert ("delete_snapshot", (snap.snapshot_id, True)) in cloud.log
     with pytest.raises(InvalidArgument):
-        ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id="../x"))
+        ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=""))
+    # No snapshot can have these ids: deleted already, without asking ECS.
+    calls = sum(cloud.calls.values())
+    for nameless in ("../x", "reallyfakesnapshotid", "d-bp1"):
+        ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=nameless))
+    assert sum(cloud.calls.values()) == calls
 
 
 def test_delete_snapshot_a_volume_was_restored_from(
@@ -173,6 +180,18 @@ def test_list_snapshots_by_id_source_and_pages(
     assert [e.snapshot.snapshot_id for e in one.entries] == [ids[2]]
     none = ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id="s-unknown"))
     assert list(none.entries) == []
+    # Filters no snapshot or disk can match list nothing, without asking ECS.
+    calls = sum(cloud.calls.values())
+    for request in (
+        csi_pb2.ListSnapshotsRequest(snapshot_id="none-exist-id"),
+        csi_pb2.ListSnapshotsRequest(source_volume_id="fake-vol-id-1"),
+        csi_pb2.ListSnapshotsRequest(snapshot_id=ids[2], source_volume_id="../x"),
+    ):
+        reply = ctl.ListSnapshots(request)
+        assert list(reply.entries) == [] and not reply.next_token
+    assert sum(cloud.calls.values()) == calls
+    with pytest.raises(InvalidArgument, match="snapshot_id"):
+        ctl.ListSnapshots(csi_pb2.ListSnapshotsRequest(snapshot_id="s-x\n"))
     seen: list[str] = []
     token = ""
     for _ in range(100):  # a paging bug must not loop forever
@@ -225,6 +244,8 @@ def test_restore_errors(ctl: ControllerService, cloud: InMemoryCloud) -> None:
         ctl.CreateVolume(restore_request(snap.snapshot_id, 20 * GIB))
     with pytest.raises(NotFound):
         ctl.CreateVolume(restore_request("s-missing"))
+    with pytest.raises(NotFound, match="not an ECS snapshot id"):
+        ctl.CreateVolume(restore_request("fake-snapshot-id"))
     cloud.snapshots[snap.snapshot_id] = dataclasses.replace(
         cloud.snapshots[snap.snapshot_id], status=port.SNAPSHOT_PROGRESSING
     )
@@ -251,9 +272,12 @@ def test_get_snapshot_by_id(ctl: ControllerService, cloud: InMemoryCloud) -> Non
     ctl.DeleteSnapshot(csi_pb2.DeleteSnapshotRequest(snapshot_id=made.snapshot_id))
     with pytest.raises(NotFound, match=made.snapshot_id):
         ctl.GetSnapshot(req)
-    for bad in ("", "s-a/../b", "d-bp1", "s-x\n"):
+    for bad in ("", "s-x\n"):
         with pytest.raises(InvalidArgument, match="snapshot_id"):
             ctl.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id=bad))
+    for nameless in ("s-a/../b", "d-bp1", "none-exist-id"):
+        with pytest.raises(NotFound, match="not an ECS snapshot id"):
+            ctl.GetSnapshot(csi_pb2.GetSnapshotRequest(snapshot_id=nameless))
 
 
 def test_create_snapshot_refuses_control_characters_in_the_name(

@@ -1,4 +1,4 @@
-"""Shape checks for ids and names the controller is handed."""
+"""Checks for ids and names the driver is handed."""
 
 from __future__ import annotations
 
@@ -6,34 +6,68 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csi_disk.errors import InvalidArgument
+from csi_disk.errors import InvalidArgument, NotFound
 from csi_disk.volume_ids import (
+    check_id,
+    is_disk_id,
+    is_instance_id,
+    is_snapshot_id,
     validate_instance_id,
     validate_name,
     validate_snapshot_id,
     validate_volume_id,
 )
 
-BAD_IDS = ["", "a/../b", "..", "x\n", "x\x00", "\u0661", " ", "x" * 200, "UPPER", "a\\b"]
+VALIDATORS = (
+    (validate_volume_id, "d-"),
+    (validate_snapshot_id, "s-"),
+    (validate_instance_id, "i-"),
+)
+# Truly malformed: empty, longer than 128 characters, control or format characters.
+MALFORMED = ["", "x\n", "x\x00", "x\u200f", "x\u2028", "x" * 129]
+# Printable ids that could name no ECS resource: csi-sanity's, paths, other alphabets.
+NOT_ECS = ["fake-vol-id-1", "a/../b", "..", "\u0661", " ", "UPPER", "a\\b", "x" * 126]
 
 
-@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("bad", MALFORMED)
 def test_malformed_ids_are_invalid(bad: str) -> None:
-    for prefix, check in (("d-", validate_volume_id), ("s-", validate_snapshot_id)):
+    for check, prefix in VALIDATORS:
+        with pytest.raises(InvalidArgument, match="some_field"):
+            check(prefix + bad if bad else bad, "some_field")
         with pytest.raises(InvalidArgument):
-            check(prefix + bad if bad else bad)
-    with pytest.raises(InvalidArgument, match="node_id"):
-        validate_instance_id("i-" + bad if bad else bad)
+            check_id(bad, "some_field")
+
+
+@pytest.mark.parametrize("other", NOT_ECS)
+def test_ids_ecs_cannot_have_are_not_found(other: str) -> None:
+    for check, prefix in VALIDATORS:
+        for text in (other, prefix + other):
+            with pytest.raises(NotFound, match="does not exist"):
+                check(text)
+            assert check_id(text, "some_field") == text  # not malformed, only nameless
+    assert not is_disk_id(other) and not is_snapshot_id(other) and not is_instance_id(other)
 
 
 def test_well_formed_ids_pass() -> None:
     assert validate_volume_id("d-bp1a2b3c4d5e6f7g8h9i") == "d-bp1a2b3c4d5e6f7g8h9i"
     assert validate_snapshot_id("s-bp1a2b3c4d5e6f7g8h9i") == "s-bp1a2b3c4d5e6f7g8h9i"
     assert validate_instance_id("i-bp67acfmxazb4p") == "i-bp67acfmxazb4p"
-    with pytest.raises(InvalidArgument):
-        validate_volume_id("s-bp1a2b3c")  # a snapshot id is no volume id
+    with pytest.raises(NotFound, match="not an ECS disk id"):
+        validate_volume_id("s-bp1a2b3c")  # a snapshot id names no volume
     with pytest.raises(InvalidArgument, match="source_volume_id"):
         validate_volume_id("", "source_volume_id")
+
+
+@given(st.text(max_size=200))
+def test_every_id_is_accepted_invalid_or_not_found(text: str) -> None:
+    """Whatever the text, the answer is the id itself (shaped like an ECS id, so safe in
+    paths and calls), INVALID_ARGUMENT or NOT_FOUND; never another error."""
+    try:
+        result = validate_volume_id(text)
+    except (InvalidArgument, NotFound):
+        return
+    assert result == text and result.startswith("d-")
+    assert all(c.isascii() and (c.isdigit() or c.islower() or c == "-") for c in result)
 
 
 @given(st.text(max_size=80))
@@ -41,8 +75,14 @@ def test_messages_never_carry_control_characters(text: str) -> None:
     for check in (validate_volume_id, validate_snapshot_id, validate_instance_id, validate_name):
         try:
             check(text)
-        except InvalidArgument as err:
+        except (InvalidArgument, NotFound) as err:
             assert all(c.isprintable() for c in err.message)
+
+
+def test_messages_quote_ids_cut_short() -> None:
+    with pytest.raises(NotFound) as err:
+        validate_volume_id("fake-" + "y" * 100 + "END")
+    assert "fake-yyy" in err.value.message and "END" not in err.value.message
 
 
 def test_names() -> None:

@@ -20,7 +20,8 @@ from tests.integration.controller.conftest import (
 )
 
 UNKNOWN_DISK = "d-0000000000000000000x"
-BAD_IDS = ("../x", "d-x/y", "d-\n1", "")
+MALFORMED_IDS = ("d-\n1", "", "d-" + "x" * 127)
+NAMELESS_IDS = ("../x", "d-x/y", "fake-vol-id-1")
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ def test_create_bad_input_is_invalid_argument(daemon: Daemon, fast: EmulatorInfo
     assert "diskTpye" in err.value.details()
 
 
-@pytest.mark.parametrize("volume_id", BAD_IDS)
+@pytest.mark.parametrize("volume_id", MALFORMED_IDS)
 def test_malformed_volume_ids_are_invalid_argument(daemon: Daemon, volume_id: str) -> None:
     ctl = daemon.controller
     calls = [
@@ -221,6 +222,37 @@ def test_malformed_volume_ids_are_invalid_argument(daemon: Daemon, volume_id: st
     ]
     for call, request in calls:
         assert code_of(call, request, timeout=30) == grpc.StatusCode.INVALID_ARGUMENT, call
+
+
+@pytest.mark.parametrize("volume_id", NAMELESS_IDS)
+def test_ids_no_disk_can_have_never_reach_ecs(
+    daemon: Daemon, fast: EmulatorInfo, volume_id: str
+) -> None:
+    """NOT_FOUND where the volume must exist, OK where it must be gone (csi-sanity's
+    ``fake-vol-id-...``), answered by the driver without an ECS call."""
+    ctl = daemon.controller
+    before = fast.calls()
+    ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id), timeout=30)
+    ctl.ControllerUnpublishVolume(
+        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id="i-x"), timeout=30
+    )
+    for call, request in (
+        (ctl.ControllerGetVolume, csi_pb2.ControllerGetVolumeRequest(volume_id=volume_id)),
+        (
+            ctl.ValidateVolumeCapabilities,
+            csi_pb2.ValidateVolumeCapabilitiesRequest(
+                volume_id=volume_id, volume_capabilities=[mount_cap()]
+            ),
+        ),
+        (
+            ctl.ControllerPublishVolume,
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=volume_id, node_id="i-x", volume_capability=mount_cap()
+            ),
+        ),
+    ):
+        assert code_of(call, request, timeout=30) == grpc.StatusCode.NOT_FOUND, call
+    assert fast.calls() == before
 
 
 def test_unknown_volume_is_not_found(daemon: Daemon) -> None:
