@@ -56,6 +56,7 @@ from csi_disk.volume_ids import (
 log = logging.getLogger(__name__)
 
 RPC = csi_pb2.NodeServiceCapability.RPC
+AccessMode = csi_pb2.VolumeCapability.AccessMode
 
 DEFAULT_MAX_VOLUMES = 15  # what the upstream driver reports when ECS does not say
 MKFS_OPTIONS_KEY = "mkfsOptions"
@@ -149,6 +150,7 @@ class _Request:
     fstype: str
     flags: list[str]
     read_only: bool
+    single_writer: bool = False  # SINGLE_NODE_SINGLE_WRITER: one publication at a time
 
 
 def _check_capability(
@@ -161,11 +163,14 @@ def _check_capability(
     """
     capabilities.check(capability, multi_attach=True, field=field)
     read_only = capability.access_mode.mode in capabilities.READ_ONLY_MODES
+    single = capability.access_mode.mode == AccessMode.SINGLE_NODE_SINGLE_WRITER
     if capability.WhichOneof("access_type") == "block":
-        return _Request(block=True, fstype="", flags=[], read_only=read_only)
+        return _Request(block=True, fstype="", flags=[], read_only=read_only, single_writer=single)
     fstype = capabilities.check_fs_type(capability.mount.fs_type, f"{field}.mount.fs_type")
     flags = mounts.check_mount_flags(capability.mount.mount_flags)
-    return _Request(block=False, fstype=fstype, flags=flags, read_only=read_only)
+    return _Request(
+        block=False, fstype=fstype, flags=flags, read_only=read_only, single_writer=single
+    )
 
 
 def _require_capability(request: Any) -> _Request:
@@ -563,12 +568,31 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         disk_id = validate_volume_id(request.volume_id)
         read_only = request.readonly or wanted.read_only
         with self._locks.hold(disk_id):
+            if wanted.single_writer:
+                self._refuse_second_publication(disk_id, staging, target)
             if wanted.block:
                 self._publish_block(disk_id, target, read_only)
             else:
                 flags = [f for f in wanted.flags if f in _PER_MOUNT_FLAGS]
                 self._publish_mount(disk_id, staging, target, read_only, flags)
         return csi_pb2.NodePublishVolumeResponse()
+
+    def _refuse_second_publication(self, disk_id: str, staging: Path, target: Path) -> None:
+        """SINGLE_NODE_SINGLE_WRITER: published at another target already is the spec's
+        FAILED_PRECONDITION (the same target is a repeat, answered as before)."""
+        device = self._host.find_device(disk_id)
+        if device is None:
+            return
+        ours = {os.path.realpath(staging), os.path.realpath(target)}
+        elsewhere = sorted(
+            m.mount_point
+            for m in self._host.mounts_of_device(device)
+            if os.path.realpath(m.mount_point) not in ours
+        )
+        if elsewhere:
+            raise FailedPrecondition(
+                f"disk {disk_id} is single-writer and already published at {elsewhere[0]}"
+            )
 
     def _publish_mount(
         self, disk_id: str, staging: Path, target: Path, read_only: bool, flags: list[str]

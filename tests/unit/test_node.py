@@ -892,6 +892,28 @@ def test_publish_binds_staging_and_is_idempotent(
     assert code_of(node.NodePublishVolume, ro) == "ALREADY_EXISTS"
 
 
+@pytest.mark.parametrize("block", [False, True])
+def test_single_writer_is_published_once(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path, block: bool
+) -> None:
+    """SINGLE_NODE_SINGLE_WRITER: a second target is FAILED_PRECONDITION, the same target a
+    repeat; SINGLE_NODE_MULTI_WRITER shares the volume between targets."""
+    disk = cloud.add_disk()
+    staging = kubelet / "s"
+    single = (block_cap if block else mount_cap)(mode=Mode.SINGLE_NODE_SINGLE_WRITER)
+    multi = (block_cap if block else mount_cap)(mode=Mode.SINGLE_NODE_MULTI_WRITER)
+    node.NodeStageVolume(stage_req(disk.id, staging, single), None)
+    first = publish_req(disk.id, staging, kubelet / "pods" / "a" / "target", single)
+    node.NodePublishVolume(first, None)
+    node.NodePublishVolume(first, None)
+    mounts = list(host.mounts)
+    other = publish_req(disk.id, staging, kubelet / "pods" / "a" / "other_target", single)
+    assert code_of(node.NodePublishVolume, other) == "FAILED_PRECONDITION"
+    assert host.mounts == mounts
+    node.NodePublishVolume(publish_req(disk.id, staging, kubelet / "pods" / "b", multi), None)
+    assert len(host.mounts) == len(mounts) + 1
+
+
 def test_read_only_publish_and_reader_only_mode(
     node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
 ) -> None:
