@@ -44,9 +44,7 @@ QUICK = Settings(callers=(1, 4), rounds=1, seconds=0.2)
 def _identity() -> IdentityService:
     readiness = Readiness()
     readiness.set()
-    return IdentityService(
-        name=DRIVER_NAME, version=__version__, serves_controller=True, readiness=readiness
-    )
+    return IdentityService(name=DRIVER_NAME, version=__version__, readiness=readiness)
 
 
 @contextmanager

@@ -126,7 +126,6 @@ def run(config: Config, build: Callable[[Config], Services] = build_services) ->
     identity = IdentityService(
         name=config.driver_name,
         version=__version__,
-        serves_controller=config.serves_controller,
         readiness=readiness,
         online_expansion=True,
     )

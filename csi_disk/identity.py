@@ -45,13 +45,11 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
         *,
         name: str,
         version: str,
-        serves_controller: bool,
         readiness: Readiness,
         online_expansion: bool = False,
     ) -> None:
         self._name = name
         self._version = version or "0.0.0"
-        self._serves_controller = serves_controller
         self._readiness = readiness
         self._online_expansion = online_expansion
 
@@ -63,10 +61,11 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
     def GetPluginCapabilities(
         self, request: csi_pb2.GetPluginCapabilitiesRequest, context: grpc.ServicerContext
     ) -> csi_pb2.GetPluginCapabilitiesResponse:
+        """The plugin's capabilities as deployed, the same from every process whatever it
+        serves: the CSI spec asks so, and a CO or csi-sanity asking a node plugin learns
+        that a controller exists (and attaches, in controller attach mode)."""
         service = PluginCapability.Service
-        caps = [service.VOLUME_ACCESSIBILITY_CONSTRAINTS]
-        if self._serves_controller:
-            caps.insert(0, service.CONTROLLER_SERVICE)
+        caps = [service.CONTROLLER_SERVICE, service.VOLUME_ACCESSIBILITY_CONSTRAINTS]
         result = [PluginCapability(service=PluginCapability.Service(type=c)) for c in caps]
         if self._online_expansion:
             result.append(
