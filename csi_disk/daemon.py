@@ -49,7 +49,11 @@ def build_services(config: Config) -> Services:
     services = Services()
     metadata = MetadataClient(config.metadata_endpoint)
     region = config.region or metadata.region_id()
-    needs_cloud = config.serves_controller or config.attach_mode == "node"
+    # A node in controller attach mode never attaches, but asks ECS (read-only, through its
+    # instance RAM role) how many disks its instance type takes, unless it is told.
+    needs_cloud = (
+        config.serves_controller or config.attach_mode == "node" or config.max_volumes_per_node <= 0
+    )
     cloud = waiter = None
     if needs_cloud:
         credentials = resolve_provider(config, metadata=metadata)
