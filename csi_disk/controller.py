@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from csi_disk import capabilities, categories, parameters, topology
@@ -142,13 +142,23 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("creating a volume from a snapshot or a volume is not supported")
         return "", None
 
+    def with_mutable(
+        self, params: VolumeParameters, mutable: Mapping[str, str]
+    ) -> VolumeParameters:
+        """``params`` with a VolumeAttributesClass's mutable_parameters applied; overridden
+        where volumes can be modified. Parameters the driver cannot honour are refused, never
+        ignored: the volume would not be what its class says."""
+        if mutable:
+            raise InvalidArgument("mutable_parameters are given but volumes cannot be modified")
+        return params
+
     # --- CreateVolume ----------------------------------------------------------------------
 
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: Any = None
     ) -> csi_pb2.CreateVolumeResponse:
         name = validate_name(request.name)
-        params = parameters.parse(request.parameters)
+        params = self.with_mutable(parameters.parse(request.parameters), request.mutable_parameters)
         for warning in params.warnings:
             log.warning("CreateVolume %s: %s", name, warning)
         capabilities.check_all(request.volume_capabilities, multi_attach=params.multi_attach)

@@ -1,6 +1,7 @@
 """CSI ControllerModifyVolume: change a disk's category or performance through ECS.
 
-A mixin in front of ``ControllerCore`` (VolumeAttributesClass parameters). Requests are
+A mixin in front of ``ControllerCore`` (VolumeAttributesClass parameters); the same keys
+given to CreateVolume as mutable_parameters shape the disk it creates. Requests are
 checked against ECS's size rules before any call, so an impossible change is
 INVALID_ARGUMENT (the resizer marks it infeasible and stops) rather than an ECS refusal.
 A request that changes nothing answers OK without calling ECS. ECS refuses a change during
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from csi_disk import categories
@@ -21,7 +22,7 @@ from csi_disk.categories import PERFORMANCE_LEVELS
 from csi_disk.cloud.port import Disk
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument, NotFound
-from csi_disk.parameters import MAX_PROVISIONED_IOPS, parse_count
+from csi_disk.parameters import MAX_PROVISIONED_IOPS, VolumeParameters, parse_count
 from csi_disk.volume_ids import check_id, validate_volume_id
 
 if TYPE_CHECKING:
@@ -76,6 +77,39 @@ def parse_mutable(params: Mapping[str, str]) -> Change:
     return Change(category, level, iops, bursting)
 
 
+def apply_to_create(params: VolumeParameters, change: Change) -> VolumeParameters:
+    """StorageClass parameters with a VolumeAttributesClass's over them, so CreateVolume
+    makes the disk the class asks for. A key that applies to none of the categories to try
+    is INVALID_ARGUMENT, as it is for ControllerModifyVolume."""
+    types = (change.category,) if change.category else params.types
+    described = [categories.category(t) for t in types]
+    named = ",".join(types)
+    levels, iops, bursting = (
+        params.performance_levels,
+        params.provisioned_iops,
+        params.bursting_enabled,
+    )
+    if change.performance_level is not None:
+        if not any(d.performance_levels for d in described):
+            raise InvalidArgument(f"performanceLevel applies to cloud_essd, not {named}")
+        levels = (change.performance_level,)
+    if change.provisioned_iops is not None:
+        if not any(d.provisioned_iops for d in described):
+            raise InvalidArgument(f"provisionedIops applies to cloud_auto, not {named}")
+        iops = change.provisioned_iops
+    if change.bursting_enabled is not None:
+        if not any(d.bursting for d in described):
+            raise InvalidArgument(f"burstingEnabled applies to cloud_auto, not {named}")
+        bursting = change.bursting_enabled
+    return replace(
+        params,
+        types=types,
+        performance_levels=levels,
+        provisioned_iops=iops,
+        bursting_enabled=bursting,
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     category: str
@@ -126,6 +160,14 @@ class ModificationMixin(_Base):
 
     def capability_types(self) -> list[int]:
         return [*super().capability_types(), RPC.MODIFY_VOLUME]
+
+    def with_mutable(
+        self, params: VolumeParameters, mutable: Mapping[str, str]
+    ) -> VolumeParameters:
+        """A VolumeAttributesClass on CreateVolume: the keys ControllerModifyVolume takes."""
+        if not mutable:
+            return params
+        return apply_to_create(params, parse_mutable(mutable))
 
     def ControllerModifyVolume(
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None

@@ -125,6 +125,66 @@ def test_modify_ids_that_name_nothing(ctl: ControllerService, cloud: InMemoryClo
     assert sum(cloud.calls.values()) == 0
 
 
+def create(ctl: ControllerService, name: str, params: dict[str, str], **mutable: str) -> str:
+    request = csi_pb2.CreateVolumeRequest(
+        name=name,
+        capacity_range=csi_pb2.CapacityRange(required_bytes=20 * GIB),
+        volume_capabilities=[
+            csi_pb2.VolumeCapability(
+                mount=csi_pb2.VolumeCapability.MountVolume(),
+                access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
+            )
+        ],
+        parameters=params,
+        mutable_parameters=mutable,
+    )
+    return ctl.CreateVolume(request).volume.volume_id
+
+
+def test_create_with_a_volume_attributes_class(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    """The class's keys shape the disk at creation, over the StorageClass's."""
+    level = create(ctl, "pvc-vac-level", {"performanceLevel": "PL1"}, performanceLevel="PL0")
+    assert (cloud.disk(level).category, cloud.disk(level).performance_level) == (
+        "cloud_essd",
+        "PL0",
+    )
+    auto = create(
+        ctl,
+        "pvc-vac-auto",
+        {"type": "cloud_essd"},
+        type="cloud_auto",
+        provisionedIops="5000",
+        burstingEnabled="true",
+    )
+    disk = cloud.disk(auto)
+    assert (disk.category, disk.provisioned_iops, disk.bursting_enabled) == (
+        "cloud_auto",
+        5000,
+        True,
+    )
+    # Asked again, the same name finds the same disk: the class is part of what was asked.
+    assert create(ctl, "pvc-vac-level", {"performanceLevel": "PL1"}, performanceLevel="PL0") == (
+        level
+    )
+    assert cloud.calls["modify_disk_spec"] == 0
+
+
+def test_create_refuses_a_class_it_cannot_honour(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    with pytest.raises(InvalidArgument, match="XXX_FakeKey"):
+        create(ctl, "pvc-fake-key", {}, XXX_FakeKey="XXX_FakeValue")
+    with pytest.raises(InvalidArgument, match="cloud_essd"):
+        create(ctl, "pvc-ssd-level", {"type": "cloud_ssd"}, performanceLevel="PL1")
+    with pytest.raises(InvalidArgument, match="cloud_auto"):
+        create(ctl, "pvc-ssd-iops", {"type": "cloud_ssd"}, provisionedIops="1000")
+    with pytest.raises(InvalidArgument, match="PL9"):
+        create(ctl, "pvc-bad-level", {}, performanceLevel="PL9")
+    assert cloud.calls["create_disk"] == 0
+
+
 def test_modify_category_iops_and_bursting(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     disk = cloud.add_disk(size_gib=40, performance_level="PL1")
     modify(ctl, disk.id, type="cloud_auto", provisionedIops="5000", burstingEnabled="true")
