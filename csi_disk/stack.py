@@ -195,23 +195,19 @@ def start_serve(
         )
 
 
-def sweep(directory: Path) -> tuple[list[str], list[str]]:
-    """Unmount everything under ``directory`` (deepest first), detach its loop devices.
-
-    Returns what had been left, so callers can report a leak.
-    """
+def leftovers(directory: Path) -> tuple[list[str], list[str]]:
+    """Mount points under ``directory`` (deepest first) and the loop devices whose backing
+    files lie under it; looked at, not touched."""
     prefix = str(directory.resolve())
     try:
         table = read_mounts()
     except OSError:
         table = []
-    mounts = [
+    mounts = {
         m.mount_point
         for m in table
         if m.mount_point == prefix or m.mount_point.startswith(prefix + "/")
-    ]
-    for point in sorted(set(mounts), key=lambda p: p.count("/"), reverse=True):
-        subprocess.run(["umount", point], capture_output=True, check=False)
+    }
     loops: list[str] = []
     listing = subprocess.run(
         ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
@@ -223,5 +219,17 @@ def sweep(directory: Path) -> tuple[list[str], list[str]]:
         parts = line.split(None, 1)
         if len(parts) == 2 and parts[1].strip().startswith(prefix):
             loops.append(parts[0])
-            subprocess.run(["losetup", "-d", parts[0]], capture_output=True, check=False)
+    return sorted(mounts, key=lambda p: p.count("/"), reverse=True), loops
+
+
+def sweep(directory: Path) -> tuple[list[str], list[str]]:
+    """Unmount everything under ``directory`` (deepest first), detach its loop devices.
+
+    Returns what had been left, so callers can report a leak.
+    """
+    mounts, loops = leftovers(directory)
+    for point in mounts:
+        subprocess.run(["umount", point], capture_output=True, check=False)
+    for loop in loops:
+        subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
     return mounts, loops
