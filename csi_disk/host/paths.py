@@ -1,8 +1,7 @@
-"""Validation of the paths and ids that callers hand the driver.
+"""Validation of the paths that callers hand the driver (ids: ``csi_disk.volume_ids``).
 
-``validate_target_path`` is pure (no file system access); ids are checked by
-``csi_disk.volume_ids``. Anything that could never be legitimate is INVALID_ARGUMENT before
-it reaches mount(8).
+``validate_target_path`` is pure (no file system access). A path that could never be
+legitimate is INVALID_ARGUMENT before it reaches mount(8).
 
 A path that passes the text check can still lead elsewhere: mkdir, mount(8) and open(2)
 follow symbolic links, so a link planted in the kubelet directory would put a disk, a
