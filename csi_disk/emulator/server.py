@@ -252,17 +252,29 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._send(status, ctype, text)
             return
-        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        form: list[tuple[str, str]] = []
         ctype = self.headers.get("Content-Type", "")
         if raw and "application/x-www-form-urlencoded" in ctype:
             try:
-                form = raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise _Malformed(
                     invalid_parameter("Body", "A form body must be UTF-8 text.")
                 ) from None
-            params.update(parse_qsl(form, keep_blank_values=True))
-        status, reply = rpc.handle(emulator.cloud, self.command, params, self._host())
+            form = parse_qsl(text, keep_blank_values=True)
+        headers: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        request = rpc.Request(
+            method=self.command,
+            path=url.path,
+            query=parse_qsl(url.query, keep_blank_values=True),
+            form=form,
+            headers=headers,
+            body=raw,
+            host=self._host(),
+        )
+        status, reply = rpc.handle(emulator.cloud, request)
         self._send(status, "application/json;charset=utf-8", json.dumps(reply))
 
     def _host(self) -> str:

@@ -31,5 +31,7 @@ def sign(method: str, params: dict[str, str], secret: str) -> str:
 
 
 def verify(method: str, params: dict[str, str], secret: str) -> bool:
-    """Constant-time comparison of the request's Signature with ours."""
-    return hmac.compare_digest(sign(method, params, secret), params.get("Signature", ""))
+    """Constant-time comparison of the request's Signature with ours, as bytes: a str with
+    non-ASCII text cannot be compared and would end the request as an internal error."""
+    given = params.get("Signature", "").encode()
+    return hmac.compare_digest(sign(method, params, secret).encode(), given)
