@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
     disk_category TEXT NOT NULL, size INTEGER NOT NULL, status TEXT NOT NULL, due REAL,
     stuck INTEGER NOT NULL DEFAULT 0, name TEXT NOT NULL, description TEXT NOT NULL,
     retention_days INTEGER, tags TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, action TEXT NOT NULL,
+    resource_id TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL, due REAL,
+    finished REAL, error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '');
 """
 
 

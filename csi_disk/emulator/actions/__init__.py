@@ -7,10 +7,12 @@ Adding an action means adding a module to this package (it is imported by
 
 from __future__ import annotations
 
+import calendar
 import importlib
 import json
 import pkgutil
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,8 @@ COMMON_PARAMS = frozenset(
 
 # ECS numbers repeated parameters from 1; Tag.N goes to 20, the longest lists to 100.
 MAX_INDEX = 100
+# Times in requests: ISO 8601 in UTC, to the second or to the minute.
+TIME_LAYOUTS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%MZ")
 
 
 def _index(key: str, digits: str, limit: int) -> int:
@@ -89,6 +93,18 @@ class Params:
         if value.lower() not in ("true", "false"):
             raise invalid_parameter(name, "It must be true or false.")
         return value.lower() == "true"
+
+    def time(self, name: str) -> float | None:
+        """A UTC time as ECS takes it (``yyyy-MM-ddTHH:mm:ssZ``, or to the minute)."""
+        value = self.raw.get(name)
+        if value in (None, ""):
+            return None
+        for layout in TIME_LAYOUTS:
+            try:
+                return float(calendar.timegm(time.strptime(value, layout)))
+            except ValueError:
+                continue
+        raise invalid_parameter(name, "It must be a UTC time such as 2025-01-02T03:04:05Z.")
 
     def json_list(self, name: str, malformed_code: str, limit: int) -> list[str] | None:
         value = self.raw.get(name)

@@ -2,8 +2,8 @@
 
 ResizeDisk takes effect at once (online: the attached loop devices see the new size;
 offline on an attached disk: only after the disk is attached again, as after an instance
-restart on ECS). ModifyDiskSpec lands asynchronously and is followed by a cooling period in
-which ECS refuses another change (``DiskInCoolingPeriod``).
+restart on ECS). ModifyDiskSpec lands asynchronously, as a task DescribeTasks follows, and is
+followed by a cooling period in which ECS refuses another change (``DiskInCoolingPeriod``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from csi_disk.emulator.actions import Params, action
 from csi_disk.emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
+from csi_disk.emulator.actions.tasks import finish_task, start_task
 from csi_disk.emulator.cloud import Cloud, transition
 from csi_disk.emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
 from csi_disk.emulator.topology import ALL_CATEGORIES
@@ -85,6 +86,8 @@ def complete_spec_changes(db: sqlite3.Connection, now: float) -> float | None:
             "UPDATE disks SET category=?, performance_level=?, provisioned_iops=? WHERE id=?",
             (pending["category"], pending["level"], pending["iops"], row["id"]),
         )
+        if pending.get("task_id"):
+            finish_task(db, pending["task_id"], now)
         attrs.pop("spec_pending")
         attrs["cooling_until"] = now + pending["cooling"]
         _store_attrs(db, row["id"], attrs)
@@ -221,15 +224,17 @@ def modify_disk_spec(cloud: Cloud, p: Params) -> dict[str, Any]:
             raise EcsError("DiskInCoolingPeriod")
         if p.bool("DryRun"):
             raise EcsError("DryRunOperation")
+        due = cloud.due(cloud.options.latency.modify)
+        task_id = start_task(cloud, db, "ModifyDiskSpec", disk_id, due)
         attrs["spec_pending"] = {
             "category": category,
             "level": level,
             "iops": new_iops,
-            "due": cloud.due(cloud.options.latency.modify),
+            "due": due,
             "cooling": cooling_seconds(cloud, db),
+            "task_id": task_id,
         }
         _store_attrs(db, disk_id, attrs)
-        task_id = cloud.new_id(db, "t-")
     cloud.wake()
     return {"TaskId": task_id, "OrderId": ""}
 

@@ -20,21 +20,9 @@ from darabonba.request import DaraRequest
 
 from csi_disk.emulator.process import EmulatorInfo
 from tests.integration.emulator.sdk import Ecs
-from tests.integration.emulator.v2sdk import EcsV2
+from tests.integration.emulator.v2sdk import EcsV2, role_credentials
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def _fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - http only
-        return str(response.read().decode())
-
-
-def role_credentials(info: EmulatorInfo, index: int = 0) -> dict[str, str]:
-    """RAM role credentials of instance ``index``, from its metadata service."""
-    inst = info.instances[index]
-    base = f"{inst.metadata_endpoint}/latest/meta-data/ram/security-credentials/"
-    return dict(json.loads(_fetch(base + _fetch(base))))
 
 
 @pytest.fixture

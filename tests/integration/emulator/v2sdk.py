@@ -9,6 +9,7 @@ import inspect
 import json
 import re
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -141,3 +142,38 @@ class EcsV2:
                 assert disk.status == status, disk.to_map()
                 return disk
             time.sleep(0.01)
+
+    def wait_task(self, task_id: str, timeout: float = 20) -> Any:
+        """DescribeTasks until the task is no longer Processing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            tasks = self.call("DescribeTasks", task_ids=task_id).task_set.task
+            assert [t.task_id for t in tasks] == [task_id]
+            if tasks[0].task_status != "Processing" or time.monotonic() > deadline:
+                return tasks[0]
+            time.sleep(0.01)
+
+    def wait_snapshot(self, snapshot_id: str, timeout: float = 20) -> Any:
+        """DescribeSnapshots until the snapshot is accomplished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.call("DescribeSnapshots", snapshot_ids=json.dumps([snapshot_id]))
+            snapshot = found.snapshots.snapshot[0]
+            if snapshot.status == "accomplished" or time.monotonic() > deadline:
+                assert snapshot.status == "accomplished", snapshot.to_map()
+                return snapshot
+            time.sleep(0.01)
+
+
+def role_credentials(info: EmulatorInfo, index: int = 0) -> dict[str, str]:
+    """RAM role credentials of instance ``index``, from its metadata service."""
+    inst = info.instances[index]
+    base = f"{inst.metadata_endpoint}/latest/meta-data/ram/security-credentials/"
+    return dict(json.loads(_fetch(base + _fetch(base))))
+
+
+def _fetch(url: str) -> str:
+    if not url.startswith("http://"):
+        raise ValueError("the metadata endpoint must be http://")
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - checked above
+        return str(response.read().decode())
