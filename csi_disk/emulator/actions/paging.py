@@ -25,10 +25,10 @@ class Paging:
     start: int
 
     @classmethod
-    def parse(cls, p: Params, max_results_limit: int = 100) -> Paging:
+    def parse(cls, p: Params, max_results_limit: int = 100, default_page_size: int = 10) -> Paging:
         """Read and check the paging parameters; a token that is not hex is invalid."""
         page_number = p.int("PageNumber", 1, 1) or 1
-        page_size = p.int("PageSize", 10, 1, 100) or 10
+        page_size = p.int("PageSize", default_page_size, 1, 100) or default_page_size
         max_results = p.int("MaxResults", 10, 1, max_results_limit) or 10
         start = 0
         if p.str("NextToken"):
