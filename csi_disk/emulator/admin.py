@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from csi_disk.emulator.actions.events import record_event
 from csi_disk.emulator.cloud import Cloud
 from csi_disk.emulator.errors import CATALOGUE, EcsError
 
@@ -114,6 +115,8 @@ def _route(
                 raise AdminError(400, f"unknown instance status {status!r}")
             cloud.set_instance_status(instance_id, status)
             return 200, {}
+        case ("POST", ["instances", instance_id, "events"]):
+            return _record_event(cloud, instance_id, body)
         case ("POST", ["instances", instance_id, "release"]):
             cloud.release_instance(instance_id)
             return 200, {}
@@ -226,6 +229,35 @@ def _set_fault(cloud: Cloud, body: dict[str, Any]) -> Reply:
             (name, code, rate, count, latency),
         )
     return 200, {}
+
+
+def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+    """An optional short string field."""
+    value = body.get(name, default)
+    if not isinstance(value, str) or len(value) > 256:
+        raise AdminError(400, f"field {name!r} must be a string of at most 256 characters")
+    return value
+
+
+def _record_event(cloud: Cloud, instance_id: str, body: dict[str, Any]) -> Reply:
+    """``{"type": "SystemFailure.Reboot", "status": "Executed", "reason": "...",
+    "impact_level": "", "disk_id": "", "device": "", "not_before": <epoch seconds>}``: a
+    system event DescribeInstanceHistoryEvents shows."""
+    try:
+        event_id = record_event(
+            cloud,
+            instance_id,
+            _field(body, "type", str),
+            _text(body, "status", "Executed"),
+            reason=_text(body, "reason"),
+            impact_level=_text(body, "impact_level"),
+            disk_id=_text(body, "disk_id"),
+            device=_text(body, "device"),
+            not_before=_number(body, "not_before", None),
+        )
+    except ValueError as err:
+        raise AdminError(400, str(err)) from None
+    return 200, {"event_id": event_id}
 
 
 def parse_body(raw: bytes) -> Any:

@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, action TEXT NOT NULL,
     resource_id TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL, due REAL,
     finished REAL, error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, instance_id TEXT NOT NULL,
+    event_type TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL,
+    impact_level TEXT NOT NULL, disk_id TEXT NOT NULL, device TEXT NOT NULL,
+    published REAL NOT NULL, not_before REAL NOT NULL, finished REAL);
 """
 
 
