@@ -278,6 +278,7 @@ def _iops(category: str, level: str, size: int) -> int:
         "DiskChargeType",
         "EnableShared",
         "EnableAutomatedSnapshotPolicy",
+        "PerformanceLevel",
         "DryRun",
     ),
     patterns=(
@@ -294,6 +295,9 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
     category = p.str("Category")
     if category and category not in (*ALL_CATEGORIES, "all"):
         raise invalid_parameter("Category")
+    level = p.str("PerformanceLevel")
+    if level and level not in PERFORMANCE_LEVELS:
+        raise invalid_parameter("PerformanceLevel")
     disk_type = p.str("DiskType", "all")
     if disk_type not in ("all", "system", "data"):
         raise invalid_parameter("DiskType")
@@ -318,6 +322,8 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
             if category not in ("", "all") and disk["category"] != category:
                 continue
             if name and disk["name"] != name:
+                continue
+            if level and disk["performance_level"] != level:
                 continue
             view = disk_view(cloud, db, disk)
             if status not in ("", "All") and view["Status"] != status:
