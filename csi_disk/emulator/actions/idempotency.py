@@ -2,7 +2,9 @@
 
 ECS remembers the answer to a create call by its ClientToken: the same token with the same
 parameters answers the same again without creating anything, the same token with other
-parameters is ``IdempotentParameterMismatch``.
+parameters is ``IdempotentParameterMismatch``. ECS documents no expiry and no exception for
+a resource deleted since, so the answer stays: a repeat after DeleteDisk gets the deleted
+disk's id and creates nothing.
 """
 
 from __future__ import annotations
