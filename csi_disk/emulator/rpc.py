@@ -140,7 +140,7 @@ def _authenticate_v1(cloud: Cloud, method: str, params: dict[str, str]) -> str:
             "Specified signature is not matched with our calculation. server string to sign is:"
             + signature.string_to_sign(method, shown),
         )
-    _check_token(credential, params.get("SecurityToken", ""))
+    _check_token(credential, params.get("SecurityToken", ""), "SecurityToken")
     _check_fresh(cloud, params["Timestamp"], params["SignatureNonce"])
     return key_id
 
@@ -202,7 +202,7 @@ def _authenticate_v3(cloud: Cloud, request: Request, authorization: str) -> str:
             f"Specified signature does not match our calculation. server StringToSign is "
             f"[{to_sign}] server CanonicalRequest is [{shown_canonical}]",
         )
-    _check_token(credential, request.header(SECURITY_TOKEN_HEADER))
+    _check_token(credential, request.header(SECURITY_TOKEN_HEADER), SECURITY_TOKEN_HEADER)
     _check_fresh(cloud, request.header("x-acs-date"), request.header("x-acs-signature-nonce"))
     return auth.access_key_id
 
@@ -218,11 +218,12 @@ def _secret_of(cloud: Cloud, key_id: str) -> tuple[str, sqlite3.Row | None]:
     return found, None
 
 
-def _check_token(credential: sqlite3.Row | None, token: str) -> None:
-    """STS keys need their own live token; account keys take none."""
+def _check_token(credential: sqlite3.Row | None, token: str, name: str) -> None:
+    """STS keys need their own live token (``name`` is where it travels); account keys take
+    none."""
     if credential is not None:
         if not token:
-            raise missing_parameter("SecurityToken")
+            raise missing_parameter(name)
         if token != credential["token"]:
             raise EcsError("InvalidSecurityToken.MismatchWithAccessKey")
         if credential["expires"] <= time.time():

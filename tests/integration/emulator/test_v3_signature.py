@@ -133,6 +133,15 @@ def test_role_credentials_need_their_own_token_and_expire(own_emulator) -> None:
         assert _code(sts.error("DescribeZones")) == ("InvalidSecurityToken.Expired", 400)
 
 
+def test_role_credentials_without_their_token_name_the_header(emulator: EmulatorInfo) -> None:
+    creds = role_credentials(emulator)
+    bare = EcsV2.for_account(
+        emulator, key_id=creds["AccessKeyId"], secret=creds["AccessKeySecret"]
+    ).error("DescribeZones")
+    assert _code(bare) == ("MissingParameter", 400)
+    assert "x-acs-security-token" in str(bare.message)
+
+
 def test_other_acs3_algorithms_are_refused_by_name(emulator: EmulatorInfo) -> None:
     sm3 = EcsV2.for_account(emulator, signature_algorithm="ACS3-HMAC-SM3")
     err = sm3.error("DescribeZones")
