@@ -36,6 +36,9 @@ MEANING: dict[str, type[EcsError]] = {
     "InvalidInstanceId.NotFound": EcsNotFound,
     "InvalidSnapshotId.NotFound": EcsNotFound,
     "InvalidRegionId.NotFound": EcsNotFound,
+    "InvalidTaskId.NotFound": EcsNotFound,
+    "InvalidResourceId.NotFound": EcsNotFound,
+    "InvalidResourceType.NotFound": EcsNotFound,
     # A zone is an argument of CreateDisk, not the resource asked about.
     "InvalidZoneId.NotFound": EcsInvalidArgument,
     # Not possible here (this zone, category, size or level): CreateVolume tries the next.
@@ -53,6 +56,10 @@ MEANING: dict[str, type[EcsError]] = {
     "InvalidDiskIds.Malformed": EcsInvalidArgument,
     "InvalidInstanceIds.Malformed": EcsInvalidArgument,
     "InvalidSnapshotIds.Malformed": EcsInvalidArgument,
+    "InvalidTagKey.Malformed": EcsInvalidArgument,
+    "InvalidTagValue.Malformed": EcsInvalidArgument,
+    "InvalidParameter.TagValue": EcsInvalidArgument,
+    "InvalidParameter.TimeEndBeforeStart": EcsInvalidArgument,
     # The resources are not in a state for this call.
     "IncorrectDiskStatus": EcsFailedPrecondition,
     "IncorrectDiskStatus.Initializing": EcsFailedPrecondition,
@@ -95,6 +102,16 @@ MEANING: dict[str, type[EcsError]] = {
     "InvalidOperation.MultiAttachDisabled": EcsInternal,
     "InvalidInstanceType.NotSupportDiskCategory": EcsInternal,
     "SnapshotCreatedDisk": EcsInternal,
+    # The tag, task and event APIs: the driver does not call them.
+    "MissingParameter.ResourceType": EcsInternal,
+    "MissingParameter.Tags": EcsInternal,
+    "NumberExceed.ResourceIds": EcsInternal,
+    "NumberExceed.Tags": EcsInternal,
+    "Duplicate.TagKey": EcsInternal,
+    "InvalidResourceId.NotSupported": EcsInternal,
+    "InvalidTag.Mismatch": EcsInternal,
+    "OperationDenied.QuotaExceed": EcsInternal,
+    "EventIdLimitExceeded": EcsInternal,
     # Codes ECS documents that the emulator does not answer; the driver knows them.
     "InvalidInstanceType.NotFound": EcsNotFound,
     "Zone.NotOnSale": EcsNoStock,
