@@ -26,7 +26,7 @@ from bench.common import (
     serving,
 )
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 
 GIB = 1 << 30
 CALL_TIMEOUT = 120.0

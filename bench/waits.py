@@ -23,7 +23,7 @@ from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.cloud.port import Disk, DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 
 WAIT_TIMEOUT = 120.0
 # Far above the daemon's 20 calls/s: the limiter would otherwise pace the naive loop and

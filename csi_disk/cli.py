@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_arguments(serve)
 
     emulator = sub.add_parser("emulator", help="run the built-in ECS and metadata emulator")
-    _attach_optional(emulator, "csi_disk.emulator.cli")
+    _attach_optional(emulator, "csi_disk_emulator.cli")
 
     demo = sub.add_parser("demo", help="play the topology-aware story end to end on the emulator")
     _attach_optional(demo, "csi_disk.demo")

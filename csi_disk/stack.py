@@ -19,7 +19,8 @@ import grpc
 
 from csi_disk.cluster import Plugin
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import (
+from csi_disk.host.mounts import read_mounts
+from csi_disk_emulator.process import (
     EmulatorInfo,
     EmulatorInstance,
     die_with_parent,
@@ -28,7 +29,6 @@ from csi_disk.emulator.process import (
     stop_process,
     wait_ready,
 )
-from csi_disk.host.mounts import read_mounts
 
 START_TIMEOUT = 60.0
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import grpc
 
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.emulator.process import stop_process
 from csi_disk.stack import start_serve
+from csi_disk_emulator.process import stop_process
 
 
 def free_port() -> int:

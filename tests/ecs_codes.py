@@ -25,8 +25,8 @@ from csi_disk.cloud.errors import (
     EcsUnavailable,
     EcsUnsupportedHere,
 )
-from csi_disk.emulator.actions import load_actions
-from csi_disk.emulator.errors import CATALOGUE
+from csi_disk_emulator.actions import load_actions
+from csi_disk_emulator.errors import CATALOGUE
 
 load_actions()  # action modules add their own codes to the catalogue
 

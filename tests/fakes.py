@@ -1,6 +1,6 @@
 """An in-memory ECS for handler tests: zones, instances, stock, slow states and injected faults.
 
-It follows the ECS emulator's rules (csi_disk/emulator is this project's reference of ECS
+It follows the ECS emulator's rules (csi_disk_emulator is this project's reference of ECS
 behaviour), reusing its size rules: DescribeDisks ignores unknown ids; CreateDisk dedupes on
 ClientToken (IdempotentParameterMismatch when the same token comes with other arguments),
 checks category, size and performance level, restores only from an accomplished snapshot at
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 
 from csi_disk.cloud import port
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
-from csi_disk.emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
-from csi_disk.emulator.actions.resize import SPEC_CATEGORIES
-from csi_disk.emulator.actions.snapshots import DEFAULT_QUOTA_PER_DISK
-from csi_disk.emulator.topology import ALL_CATEGORIES
+from csi_disk_emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
+from csi_disk_emulator.actions.resize import SPEC_CATEGORIES
+from csi_disk_emulator.actions.snapshots import DEFAULT_QUOTA_PER_DISK
+from csi_disk_emulator.topology import ALL_CATEGORIES
 from tests.ecs_codes import ecs_error
 
 __all__ = ["InMemoryCloud", "ecs_error"]

@@ -242,7 +242,7 @@ def test_probe_follows_initialisation_not_later_outages(tmp_path: Path) -> None:
     The livenessprobe sidecar restarts a plugin that reports not ready, so a cloud outage
     after start must not flip Probe.
     """
-    from csi_disk.emulator.process import start_emulator, stop_emulator, wait_ready
+    from csi_disk_emulator.process import start_emulator, stop_emulator, wait_ready
 
     port = free_port()
     state = tmp_path / "ecs"

@@ -11,7 +11,7 @@ from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.cloud.retry import RetryPolicy
 from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.emulator.process import EmulatorInfo, running_emulator
+from csi_disk_emulator.process import EmulatorInfo, running_emulator
 
 LATENCY_SCALE = 0.01  # create 10 ms, attach/detach 20 ms
 

@@ -13,8 +13,8 @@ from csi_disk.cloud.errors import PermissionDenied
 from csi_disk.cloud.metadata import MetadataClient
 from csi_disk.cloud.port import AVAILABLE, IN_USE, Disk, DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
-from csi_disk.emulator.process import EmulatorInfo
 from csi_disk.errors import FailedPrecondition, NotFound
+from csi_disk_emulator.process import EmulatorInfo
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,7 +19,7 @@ from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.cloud.errors import EcsError
 from csi_disk.cloud.port import AVAILABLE, IN_USE, Cloud, Disk, DiskRequest
 from csi_disk.cloud.retry import RetryPolicy
-from csi_disk.emulator.process import EmulatorInfo, running_emulator
+from csi_disk_emulator.process import EmulatorInfo, running_emulator
 from tests.fakes import InMemoryCloud
 from tests.waiting import wait_until
 

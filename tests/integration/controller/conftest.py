@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo, running_emulator
 from csi_disk.tokens import VOLUME_NAME_TAG
+from csi_disk_emulator.process import EmulatorInfo, running_emulator
 from tests.daemon import Daemon, running_daemon
 
 FAST_LATENCY = 0.02  # Creating 20 ms, attach/detach 40 ms

@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo
 from csi_disk.topology import K8S_ZONE_KEY, ZONE_KEY
+from csi_disk_emulator.process import EmulatorInfo
 from tests.daemon import Daemon
 from tests.integration.controller.conftest import (
     GIB,

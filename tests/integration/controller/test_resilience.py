@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.daemon import Daemon
 from tests.integration.controller.conftest import (
     StartController,

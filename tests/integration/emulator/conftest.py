@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from csi_disk.emulator.process import EmulatorInfo, running_emulator
+from csi_disk_emulator.process import EmulatorInfo, running_emulator
 from tests.integration.emulator.sdk import Ecs
 
 LATENCY_SCALE = 0.01  # create 10 ms, attach/detach 20 ms

@@ -13,7 +13,7 @@ from aliyunsdkcore.auth.credentials import StsTokenCredential
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkecs.request import v20140526
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 
 
 class Ecs:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 
-from csi_disk.emulator.process import (
+from csi_disk_emulator.process import (
     EmulatorInfo,
     running_emulator,
     start_emulator,
@@ -215,7 +215,7 @@ def test_emulator_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from csi_disk.emulator.process import start_emulator, wait_ready\n"
+        "from csi_disk_emulator.process import start_emulator, wait_ready\n"
         "p = start_emulator(Path(sys.argv[1]), block_devices='off')\n"
         "wait_ready(Path(sys.argv[1]), p)\n"
         "print(p.pid, flush=True)\n"

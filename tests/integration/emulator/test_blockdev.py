@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from csi_disk.emulator.process import running_emulator
+from csi_disk_emulator.process import running_emulator
 from tests.integration.emulator.conftest import LATENCY_SCALE
 from tests.integration.emulator.sdk import Ecs
 

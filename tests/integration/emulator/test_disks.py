@@ -8,7 +8,7 @@ import uuid
 import pytest
 from alibabacloud_ecs20140526 import models
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.integration.emulator.sdk import Ecs
 
 

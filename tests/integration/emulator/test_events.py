@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from alibabacloud_ecs20140526 import models
 
-from csi_disk.emulator.process import EmulatorInfo, admin_error
+from csi_disk_emulator.process import EmulatorInfo, admin_error
 from tests.integration.emulator.sdk import Ecs
 from tests.integration.emulator.v2sdk import EcsV2
 

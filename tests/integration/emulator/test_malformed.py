@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from csi_disk.emulator import admin, rpc
-from csi_disk.emulator.cloud import Options
-from csi_disk.emulator.errors import EcsError
-from csi_disk.emulator.process import EmulatorInfo
-from csi_disk.emulator.server import MAX_BODY_BYTES, Emulator
-from csi_disk.emulator.topology import default_topology
+from csi_disk_emulator import admin, rpc
+from csi_disk_emulator.cloud import Options
+from csi_disk_emulator.errors import EcsError
+from csi_disk_emulator.process import EmulatorInfo
+from csi_disk_emulator.server import MAX_BODY_BYTES, Emulator
+from csi_disk_emulator.topology import default_topology
 
 ENVELOPE = {"RequestId", "HostId", "Code", "Message", "Recommend"}
 FORM = "application/x-www-form-urlencoded"
@@ -239,7 +239,7 @@ def test_unexpected_error_is_an_internal_error_envelope_and_logged(
 ) -> None:
     monkeypatch.setattr(rpc, "handle", _boom)
     conn = _connect(in_process.endpoint)
-    with caplog.at_level(logging.ERROR, logger="csi_disk.emulator.server"):
+    with caplog.at_level(logging.ERROR, logger="csi_disk_emulator.server"):
         try:
             conn.request("GET", "/?Action=DescribeZones")
             response = conn.getresponse()

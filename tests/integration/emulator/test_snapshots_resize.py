@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from alibabacloud_ecs20140526 import models
 
-from csi_disk.emulator.process import running_emulator
+from csi_disk_emulator.process import running_emulator
 from tests.integration.emulator.conftest import LATENCY_SCALE
 from tests.integration.emulator.sdk import Ecs
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.integration.emulator.sdk import Ecs
 from tests.integration.emulator.v2sdk import EcsV2
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from alibabacloud_ecs20140526 import models
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.integration.emulator.v2sdk import EcsV2, role_credentials
 
 ALL_EVENT_STATUSES = [

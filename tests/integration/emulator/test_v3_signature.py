@@ -18,7 +18,7 @@ from alibabacloud_tea_openapi import utils as sdk_utils
 from alibabacloud_tea_openapi.exceptions import ClientException
 from darabonba.request import DaraRequest
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.integration.emulator.sdk import Ecs
 from tests.integration.emulator.v2sdk import EcsV2, role_credentials
 

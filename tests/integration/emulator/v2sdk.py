@@ -20,7 +20,7 @@ from alibabacloud_tea_openapi.models import Config
 from alibabacloud_tea_openapi.utils_models import OpenApiRequest, Params
 from darabonba.runtime import RuntimeOptions
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 
 API_VERSION = "2014-05-26"
 

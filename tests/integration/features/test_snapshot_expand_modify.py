@@ -18,9 +18,9 @@ from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.controller import ControllerService
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance
 from csi_disk.errors import DriverError
 from csi_disk.node import NodeService
+from csi_disk_emulator.process import EmulatorInfo, EmulatorInstance
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 

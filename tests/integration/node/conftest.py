@@ -19,9 +19,9 @@ from csi_disk.cloud.port import DiskRequest
 from csi_disk.cloud.retry import RetryPolicy
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
-from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance, running_emulator
 from csi_disk.node import NodeService
 from csi_disk.tokens import VOLUME_NAME_TAG
+from csi_disk_emulator.process import EmulatorInfo, EmulatorInstance, running_emulator
 from tests.conftest import require_root
 
 LATENCY_SCALE = 0.01

@@ -21,8 +21,8 @@ import pytest
 
 from csi_disk.categories import GIB
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance
 from csi_disk.failpoints import ENV_VAR
+from csi_disk_emulator.process import EmulatorInfo, EmulatorInstance
 from tests.daemon import Daemon, running_daemon
 from tests.integration.node.conftest import instances
 from tests.integration.node.tools import blkid, disk_file, loops_of, tool

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.daemon import running_daemon
 from tests.integration.node.conftest import instances
 from tests.integration.node.tools import findmnt, loops_of

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from csi_disk.emulator.process import EmulatorInfo
+from csi_disk_emulator.process import EmulatorInfo
 from tests.integration.node.conftest import instances
 from tests.integration.node.test_node_real import (
     MakeDisk,

@@ -13,9 +13,9 @@ import pytest
 
 from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance
 from csi_disk.errors import DriverError
 from csi_disk.node import NodeService
+from csi_disk_emulator.process import EmulatorInfo, EmulatorInstance
 from tests.integration.node.conftest import instances
 from tests.integration.node.tools import blkid, disk_file, findmnt, loops_of, tool
 

@@ -31,8 +31,8 @@ import pytest
 
 from csi_disk.cluster import Plugin
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.process import die_with_parent
 from csi_disk.stack import Stack, leftovers
+from csi_disk_emulator.process import die_with_parent
 from tests.conftest import IN_CI, REPO_ROOT
 
 GIB = 1024**3

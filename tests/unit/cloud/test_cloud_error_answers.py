@@ -21,9 +21,9 @@ from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.controller import ControllerService
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.emulator.errors import CATALOGUE
 from csi_disk.errors import InvalidArgument
 from csi_disk.tokens import VOLUME_NAME_TAG
+from csi_disk_emulator.errors import CATALOGUE
 from tests.ecs_codes import MEANING, answer, http_status
 
 ZONE = "cn-hangzhou-h"

@@ -7,8 +7,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from aliyunsdkcore.auth.composer import rpc_signature_composer
 
-from csi_disk.emulator import signature
-from csi_disk.emulator.actions.disks import size_range
+from csi_disk_emulator import signature
+from csi_disk_emulator.actions.disks import size_range
 
 
 @pytest.mark.parametrize("value", ["plain", "with space", "ünïcode*~", "a+b=c&d"])

@@ -10,7 +10,7 @@ import pytest
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.request import DaraRequest
 
-from csi_disk.emulator import signature_v3
+from csi_disk_emulator import signature_v3
 
 SECRET = "not-a-real-secret"
 

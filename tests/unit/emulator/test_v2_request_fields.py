@@ -12,7 +12,7 @@ from alibabacloud_ecs20140526 import models
 from alibabacloud_tea_openapi.utils import Utils
 from darabonba.model import DaraModel
 
-from csi_disk.emulator.actions import ACTIONS, load_actions
+from csi_disk_emulator.actions import ACTIONS, load_actions
 
 load_actions()
 

@@ -14,12 +14,12 @@ import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from csi_disk.emulator.actions import MAX_INDEX, Params, action
-from csi_disk.emulator.actions.paging import Paging
-from csi_disk.emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
+from csi_disk_emulator.actions import MAX_INDEX, Params, action
+from csi_disk_emulator.actions.paging import Paging
+from csi_disk_emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
 
 if TYPE_CHECKING:
-    from csi_disk.emulator.cloud import Cloud
+    from csi_disk_emulator.cloud import Cloud
 
 CATALOGUE.update(
     {

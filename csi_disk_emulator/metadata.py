@@ -11,8 +11,8 @@ import secrets
 import sqlite3
 import time
 
-from csi_disk.emulator.cloud import Cloud
-from csi_disk.emulator.errors import EcsError
+from csi_disk_emulator.cloud import Cloud
+from csi_disk_emulator.errors import EcsError
 
 TOKEN_TTL_HEADER = "x-aliyun-ecs-metadata-token-ttl-seconds"  # noqa: S105 - a header name
 TOKEN_HEADER = "x-aliyun-ecs-metadata-token"  # noqa: S105 - a header name

@@ -15,11 +15,11 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from csi_disk.emulator.actions import COMMON_PARAMS, Params
-from csi_disk.emulator.errors import EcsError, invalid_parameter
+from csi_disk_emulator.actions import COMMON_PARAMS, Params
+from csi_disk_emulator.errors import EcsError, invalid_parameter
 
 if TYPE_CHECKING:
-    from csi_disk.emulator.cloud import Cloud
+    from csi_disk_emulator.cloud import Cloud
 
 
 def fingerprint(params: Params) -> str:

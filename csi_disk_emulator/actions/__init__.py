@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from csi_disk.emulator.errors import EcsError, invalid_parameter, missing_parameter
+from csi_disk_emulator.errors import EcsError, invalid_parameter, missing_parameter
 
 if TYPE_CHECKING:
-    from csi_disk.emulator.cloud import Cloud
+    from csi_disk_emulator.cloud import Cloud
 
 # Parameters every RPC call may carry (signing, identity, account scoping).
 COMMON_PARAMS = frozenset(

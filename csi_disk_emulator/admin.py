@@ -7,9 +7,9 @@ import json
 import math
 from typing import Any
 
-from csi_disk.emulator.actions.events import record_event
-from csi_disk.emulator.cloud import Cloud
-from csi_disk.emulator.errors import CATALOGUE, EcsError
+from csi_disk_emulator.actions.events import record_event
+from csi_disk_emulator.cloud import Cloud
+from csi_disk_emulator.errors import CATALOGUE, EcsError
 
 Reply = tuple[int, Any]
 

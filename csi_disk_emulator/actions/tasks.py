@@ -12,13 +12,13 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from csi_disk.emulator.actions import Params, action
-from csi_disk.emulator.actions.paging import Paging
-from csi_disk.emulator.cloud import iso, transition
-from csi_disk.emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
+from csi_disk_emulator.actions import Params, action
+from csi_disk_emulator.actions.paging import Paging
+from csi_disk_emulator.cloud import iso, transition
+from csi_disk_emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
 
 if TYPE_CHECKING:
-    from csi_disk.emulator.cloud import Cloud
+    from csi_disk_emulator.cloud import Cloud
 
 CATALOGUE.update({"InvalidTaskId.NotFound": (400, 'The specified "TaskId" is not found.')})
 

@@ -13,12 +13,12 @@ import sqlite3
 import time
 from typing import Any
 
-from csi_disk.emulator.actions import Params, action
-from csi_disk.emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
-from csi_disk.emulator.actions.tasks import finish_task, start_task
-from csi_disk.emulator.cloud import Cloud, transition
-from csi_disk.emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
-from csi_disk.emulator.topology import ALL_CATEGORIES
+from csi_disk_emulator.actions import Params, action
+from csi_disk_emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
+from csi_disk_emulator.actions.tasks import finish_task, start_task
+from csi_disk_emulator.cloud import Cloud, transition
+from csi_disk_emulator.errors import CATALOGUE, EcsError, invalid_parameter, missing_parameter
+from csi_disk_emulator.topology import ALL_CATEGORIES
 
 CATALOGUE.update(
     {

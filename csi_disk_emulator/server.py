@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from csi_disk.emulator import admin, metadata, rpc
-from csi_disk.emulator.actions import load_actions
-from csi_disk.emulator.cloud import Cloud, Options
-from csi_disk.emulator.errors import EcsError, invalid_parameter
-from csi_disk.emulator.state import Store
-from csi_disk.emulator.topology import INSTANCE_TYPES, Topology
+from csi_disk_emulator import admin, metadata, rpc
+from csi_disk_emulator.actions import load_actions
+from csi_disk_emulator.cloud import Cloud, Options
+from csi_disk_emulator.errors import EcsError, invalid_parameter
+from csi_disk_emulator.state import Store
+from csi_disk_emulator.topology import INSTANCE_TYPES, Topology
 
 log = logging.getLogger(__name__)
 

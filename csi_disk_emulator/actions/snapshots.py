@@ -12,12 +12,12 @@ import sqlite3
 import time
 from typing import Any
 
-from csi_disk.emulator.actions import Params, action
-from csi_disk.emulator.actions.disks import TAG_PATTERNS, _tags, _tags_match
-from csi_disk.emulator.actions.idempotency import create_once
-from csi_disk.emulator.actions.paging import Paging
-from csi_disk.emulator.cloud import Cloud, iso, transition
-from csi_disk.emulator.errors import CATALOGUE, EcsError, invalid_parameter
+from csi_disk_emulator.actions import Params, action
+from csi_disk_emulator.actions.disks import TAG_PATTERNS, _tags, _tags_match
+from csi_disk_emulator.actions.idempotency import create_once
+from csi_disk_emulator.actions.paging import Paging
+from csi_disk_emulator.cloud import Cloud, iso, transition
+from csi_disk_emulator.errors import CATALOGUE, EcsError, invalid_parameter
 
 CATALOGUE.update(
     {

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from csi_disk.emulator.actions import Params
-from csi_disk.emulator.errors import invalid_parameter
+from csi_disk_emulator.actions import Params
+from csi_disk_emulator.errors import invalid_parameter
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from csi_disk.emulator.signature import percent_encode
+from csi_disk_emulator.signature import percent_encode
 
 ALGORITHM = "ACS3-HMAC-SHA256"
 # Other ACS3 algorithms the SDKs know (SM3, RSA) are recognised to be refused by name.

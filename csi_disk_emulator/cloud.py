@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csi_disk.emulator.blockdev import BlockDeviceError, BlockDevices
-from csi_disk.emulator.errors import EcsError
-from csi_disk.emulator.topology import INSTANCE_TYPES, InstanceType, Topology
+from csi_disk_emulator.blockdev import BlockDeviceError, BlockDevices
+from csi_disk_emulator.errors import EcsError
+from csi_disk_emulator.topology import INSTANCE_TYPES, InstanceType, Topology
 
 log = logging.getLogger(__name__)
 

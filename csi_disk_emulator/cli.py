@@ -1,5 +1,5 @@
-"""``csi-disk emulator`` / ``python -m csi_disk.emulator``: run the emulator until
-SIGTERM or SIGINT, then release its loop devices (the state stays for a restart)."""
+"""``csi-disk-emulator`` (or ``csi-disk emulator``, ``python -m csi_disk_emulator``): run the
+emulator until SIGTERM or SIGINT, then release its loop devices (the state stays for a restart)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from csi_disk.emulator.blockdev import loop_devices_available
-from csi_disk.emulator.cloud import Latency, Options
-from csi_disk.emulator.server import Emulator
-from csi_disk.emulator.topology import default_topology, load_topology
+from csi_disk_emulator.blockdev import loop_devices_available
+from csi_disk_emulator.cloud import Latency, Options
+from csi_disk_emulator.server import Emulator
+from csi_disk_emulator.topology import default_topology, load_topology
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csi-disk emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="csi-disk-emulator", description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

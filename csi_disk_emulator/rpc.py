@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from csi_disk.emulator import signature, signature_v3
-from csi_disk.emulator.actions import ACTIONS, Params
-from csi_disk.emulator.cloud import TIMESTAMP_WINDOW_S, Cloud
-from csi_disk.emulator.errors import EcsError, invalid_parameter, missing_parameter
+from csi_disk_emulator import signature, signature_v3
+from csi_disk_emulator.actions import ACTIONS, Params
+from csi_disk_emulator.cloud import TIMESTAMP_WINDOW_S, Cloud
+from csi_disk_emulator.errors import EcsError, invalid_parameter, missing_parameter
 
 log = logging.getLogger(__name__)
 

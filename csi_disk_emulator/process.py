@@ -101,7 +101,7 @@ def start_emulator(state_dir: Path, **options: Any) -> subprocess.Popen[bytes]:
     ``--latency-scale 0.01``)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "emulator.json").unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "csi_disk.emulator", "--state-dir", str(state_dir)]
+    argv = [sys.executable, "-m", "csi_disk_emulator", "--state-dir", str(state_dir)]
     for key, value in options.items():
         if value is None or value is False:
             continue

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from csi_disk.emulator.actions import Params, action
-from csi_disk.emulator.actions.disks import PERFORMANCE_LEVELS, size_range
-from csi_disk.emulator.actions.paging import Paging
-from csi_disk.emulator.cloud import Cloud, iso
-from csi_disk.emulator.errors import EcsError, invalid_parameter
-from csi_disk.emulator.topology import INSTANCE_TYPES, InstanceType
+from csi_disk_emulator.actions import Params, action
+from csi_disk_emulator.actions.disks import PERFORMANCE_LEVELS, size_range
+from csi_disk_emulator.actions.paging import Paging
+from csi_disk_emulator.cloud import Cloud, iso
+from csi_disk_emulator.errors import EcsError, invalid_parameter
+from csi_disk_emulator.topology import INSTANCE_TYPES, InstanceType
 
 INSTANCE_STATUSES = ("Pending", "Running", "Starting", "Stopping", "Stopped")
 

@@ -7,13 +7,13 @@ import sqlite3
 import time
 from typing import Any
 
-from csi_disk.emulator.actions import Params, action
-from csi_disk.emulator.actions.idempotency import create_once
-from csi_disk.emulator.actions.paging import Paging
-from csi_disk.emulator.blockdev import serial_of
-from csi_disk.emulator.cloud import Cloud, iso
-from csi_disk.emulator.errors import EcsError, invalid_parameter, missing_parameter
-from csi_disk.emulator.topology import ALL_CATEGORIES
+from csi_disk_emulator.actions import Params, action
+from csi_disk_emulator.actions.idempotency import create_once
+from csi_disk_emulator.actions.paging import Paging
+from csi_disk_emulator.blockdev import serial_of
+from csi_disk_emulator.cloud import Cloud, iso
+from csi_disk_emulator.errors import EcsError, invalid_parameter, missing_parameter
+from csi_disk_emulator.topology import ALL_CATEGORIES
 
 PERFORMANCE_LEVELS = ("PL0", "PL1", "PL2", "PL3")
 MAX_GIB = {"cloud": 2000, "cloud_essd_entry": 32768, "cloud_efficiency": 32768, "cloud_ssd": 32768}
