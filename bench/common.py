@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.stack import environ_without_keys, start_serve
+from csi_disk_demo.stack import environ_without_keys, start_serve
 from csi_disk_emulator.process import EmulatorInfo, running_emulator, stop_process
 
 READY_TIMEOUT = 60.0

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _attach_optional(emulator, "csi_disk_emulator.cli")
 
     demo = sub.add_parser("demo", help="play the topology-aware story end to end on the emulator")
-    _attach_optional(demo, "csi_disk.demo")
+    _attach_optional(demo, "csi_disk_demo.demo")
     return parser
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from csi_disk.stack import sweep
+from csi_disk_demo.stack import sweep
 
 settings.register_profile(
     "ci",

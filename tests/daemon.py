@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.stack import start_serve
+from csi_disk_demo.stack import start_serve
 from csi_disk_emulator.process import stop_process
 
 

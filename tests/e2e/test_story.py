@@ -1,7 +1,7 @@
 """The seed story through the driver's sockets, in both attach modes.
 
 One emulator per module; one controller and one node plugin per instance, each a real
-``csi-disk serve`` process. The Kubernetes side is ``csi_disk.cluster``; every assertion
+``csi-disk serve`` process. The Kubernetes side is ``csi_disk_demo.cluster``; every assertion
 reads the outcome from somewhere independent of the driver: the emulator's records and
 call counts, the files on the mounted filesystem, ``findmnt`` and ``losetup``.
 """
@@ -18,7 +18,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from csi_disk.cluster import (
+from csi_disk.csi_pb import csi_pb2
+from csi_disk.topology import K8S_ZONE_KEY, ZONE_KEY
+from csi_disk_demo.cluster import (
     GIB,
     SELECTED_NODE,
     Cluster,
@@ -30,9 +32,7 @@ from csi_disk.cluster import (
     read_text,
     write_text,
 )
-from csi_disk.csi_pb import csi_pb2
-from csi_disk.stack import EmulatorInfo, Stack, sweep
-from csi_disk.topology import K8S_ZONE_KEY, ZONE_KEY
+from csi_disk_demo.stack import EmulatorInfo, Stack, sweep
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -135,7 +135,7 @@ def test_topology_aware_story(stack: Stack, attach_mode: str) -> None:
 
 def test_static_pv_schedules_by_zone_labels(stack: Stack) -> None:
     """A PV written by hand, as for the upstream driver, only schedules into its zone."""
-    from csi_disk.cluster import PersistentVolume, zone_label_pairs
+    from csi_disk_demo.cluster import PersistentVolume, zone_label_pairs
 
     info = stack.info
     assert info is not None

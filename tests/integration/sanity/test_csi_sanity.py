@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from csi_disk.cluster import Plugin
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.stack import Stack, leftovers
+from csi_disk_demo.cluster import Plugin
+from csi_disk_demo.stack import Stack, leftovers
 from csi_disk_emulator.process import die_with_parent
 from tests.conftest import IN_CI, REPO_ROOT
 

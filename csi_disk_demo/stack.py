@@ -17,9 +17,9 @@ from pathlib import Path
 
 import grpc
 
-from csi_disk.cluster import Plugin
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.host.mounts import read_mounts
+from csi_disk_demo.cluster import Plugin
 from csi_disk_emulator.process import (
     EmulatorInfo,
     EmulatorInstance,

@@ -1,8 +1,9 @@
-"""``csi-disk demo``: the topology-aware story, end to end, on the built-in emulator.
+"""``csi-disk-demo`` (or ``csi-disk demo``): the topology-aware story, end to end, on the
+built-in emulator.
 
 It starts the emulator (three zones, two instances in each), one controller and one node
 plugin per instance as separate ``csi-disk serve`` processes, and plays the Kubernetes side
-(``csi_disk.cluster``) step by step:
+(``csi_disk_demo.cluster``) step by step:
 
 1. the static way: a pre-created disk behind a PV with zone labels;
 2. the topology-aware way: a WaitForFirstConsumer claim stays Pending until its pod is
@@ -22,7 +23,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -31,7 +32,8 @@ from csi_disk import DRIVER_NAME
 from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.cloud.port import AVAILABLE, DiskRequest
-from csi_disk.cluster import (
+from csi_disk.topology import K8S_ZONE_KEY
+from csi_disk_demo.cluster import (
     GIB,
     SELECTED_NODE,
     Cluster,
@@ -48,8 +50,7 @@ from csi_disk.cluster import (
     write_text,
     zone_label_pairs,
 )
-from csi_disk.stack import EmulatorInfo, Stack, sweep
-from csi_disk.topology import K8S_ZONE_KEY
+from csi_disk_demo.stack import EmulatorInfo, Stack, sweep
 
 
 class StoryFailed(Exception):
@@ -389,6 +390,9 @@ class Story:
         self.info.admin("POST", f"instances/{node.name}/start")
 
 
+DESCRIPTION = "Play the topology-aware story end to end on the built-in emulator."
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", type=Path, help="where state, sockets and logs go (default: a temp dir)"
@@ -444,3 +448,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return 0
     narrator.say(f"csi-disk demo: FAILED; logs are in {state_dir / 'logs'}")
     return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="csi-disk-demo", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
