@@ -16,8 +16,8 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from csi_disk import protogen
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk_tools import protogen
 
 SERVICES = ("Identity", "Controller", "GroupController", "SnapshotMetadata", "Node")
 
@@ -57,7 +57,7 @@ def test_generated_module_matches_proto(
     expected.CopyFrom(compiled_proto)
     _normalised(expected)
     _normalised(module_proto)
-    assert module_proto == expected, "csi_pb is stale: run python -m csi_disk.protogen"
+    assert module_proto == expected, "csi_pb is stale: run python -m csi_disk_tools.protogen"
 
 
 def test_grpc_module_has_stub_and_servicer_for_every_service() -> None:

@@ -5,8 +5,8 @@ this module is the one way to rebuild them, so every checkout produces the same 
 
 Usage::
 
-    python -m csi_disk.protogen          # rewrite csi_disk/csi_pb/csi_pb2*.py[i]
-    python -m csi_disk.protogen --check  # exit 1 when the checked-in modules are stale
+    python -m csi_disk_tools.protogen          # rewrite csi_disk/csi_pb/csi_pb2*.py[i]
+    python -m csi_disk_tools.protogen --check  # exit 1 when the checked-in modules are stale
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = REPO_ROOT / "protos"
 PROTO_FILE = PROTO_DIR / "csi.proto"
-PACKAGE_DIR = Path(__file__).resolve().parent / "csi_pb"
+PACKAGE_DIR = REPO_ROOT / "csi_disk" / "csi_pb"
 GENERATED_NAMES = ("csi_pb2.py", "csi_pb2.pyi", "csi_pb2_grpc.py")
 
 # grpc_tools writes `import csi_pb2 as csi__pb2`, which only works with the output
@@ -99,7 +99,7 @@ def write(package_dir: Path = PACKAGE_DIR) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csi_disk.protogen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m csi_disk_tools.protogen", description=__doc__)
     parser.add_argument(
         "--check",
         action="store_true",
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = stale_files()
         if stale:
             print("stale generated modules: " + ", ".join(stale), file=sys.stderr)
-            print("run: python -m csi_disk.protogen", file=sys.stderr)
+            print("run: python -m csi_disk_tools.protogen", file=sys.stderr)
             return 1
         print("csi_pb modules are up to date")
         return 0
