@@ -4,6 +4,12 @@
 #
 # The node plugin runs it privileged as root (it formats and mounts host devices); the
 # controller runs it as the unprivileged user below (the StatefulSet sets runAsNonRoot).
+#
+# The image carries the driver only: the csi_disk package, its Python dependencies and the
+# host tools its node service runs. The ECS emulator, the demo and the build-time helpers
+# (csi_disk_emulator, csi_disk_demo, csi_disk_tools) are programs for a development machine
+# and stay out; the console scripts pyproject declares for them are removed, and
+# `csi-disk emulator` or `csi-disk demo` in the image says that their package is not installed.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -38,7 +44,8 @@ RUN apt-get update \
 
 COPY --from=builder /wheels /wheels
 RUN python -m pip install --no-cache-dir --no-index --find-links=/wheels csi-disk \
-    && rm -rf /wheels
+    && rm -rf /wheels \
+    && rm /usr/local/bin/csi-disk-emulator /usr/local/bin/csi-disk-demo
 
 RUN groupadd --gid 65532 csi-disk \
     && useradd --uid 65532 --gid 65532 --no-create-home --shell /usr/sbin/nologin csi-disk

@@ -1,4 +1,4 @@
-"""Command line: ``csi-disk serve | emulator | demo``.
+"""Command line: ``csi-disk serve``, and ``csi-disk emulator | demo`` for the programs beside it.
 
 Every ``serve`` flag can also come from an environment variable named
 ``CSI_DISK_<FLAG>`` (``--attach-mode`` -> ``CSI_DISK_ATTACH_MODE``); a flag on the command
@@ -8,6 +8,7 @@ line wins over the environment, which wins over the default.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -146,41 +147,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_serve_arguments(serve)
 
-    emulator = sub.add_parser("emulator", help="run the built-in ECS and metadata emulator")
-    _attach_optional(emulator, "csi_disk_emulator.cli")
-
-    demo = sub.add_parser("demo", help="play the topology-aware story end to end on the emulator")
-    _attach_optional(demo, "csi_disk_demo.demo")
+    for name, program in PROGRAMS.items():
+        # Listed for --help only: ``main`` hands these to their package before parsing.
+        sub.add_parser(name, help=program.help, add_help=False)
     return parser
 
 
-def _attach_optional(parser: argparse.ArgumentParser, module_name: str) -> None:
-    """Let a subcommand's module add its own arguments and runner."""
-    import importlib
+@dataclass(frozen=True)
+class Program:
+    """A program beside the driver, run as ``csi-disk <name>``; its package is imported only
+    when it is asked for, so ``csi-disk serve`` loads driver code alone."""
 
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        message = f"{module_name} is not available: {err}"
-        parser.set_defaults(run=lambda args: _unavailable(message))
-        return
-    module.add_arguments(parser)
-    parser.set_defaults(run=module.run)
+    module: str  # its ``main(argv, prog)``
+    help: str
+
+    @property
+    def package(self) -> str:
+        return self.module.partition(".")[0]
+
+    def run(self, name: str, argv: Sequence[str]) -> int:
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError as err:
+            if err.name != self.package:
+                raise  # the package is there but broken: show the whole traceback
+            print(
+                f"csi-disk {name}: the {self.package} package is not installed here "
+                f"(the driver's image carries the driver only): {err}",
+                file=sys.stderr,
+            )
+            return 2
+        return int(module.main(list(argv), prog=f"csi-disk {name}") or 0)
 
 
-def _unavailable(message: str) -> int:
-    print(f"csi-disk: {message}", file=sys.stderr)
-    return 2
+PROGRAMS = {
+    "emulator": Program("csi_disk_emulator.cli", "run the built-in ECS and metadata emulator"),
+    "demo": Program(
+        "csi_disk_demo.demo", "play the topology-aware story end to end on the emulator"
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        from csi_disk import daemon
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in PROGRAMS:
+        return PROGRAMS[argv[0]].run(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    from csi_disk import daemon
 
-        return daemon.run(config_from(args))
-    return int(args.run(args) or 0)
+    return daemon.run(config_from(args))
 
 
 if __name__ == "__main__":

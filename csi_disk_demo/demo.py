@@ -450,7 +450,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csi-disk-demo", description=DESCRIPTION)
+def main(argv: Sequence[str] | None = None, prog: str = "csi-disk-demo") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

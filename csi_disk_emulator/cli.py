@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csi-disk-emulator", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "csi-disk-emulator") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Run the ECS and instance metadata emulator until SIGTERM."
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))

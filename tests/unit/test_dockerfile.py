@@ -1,6 +1,7 @@
 """The image agrees with the project: same system tools as the set-up script, an entry point
-that exists, a version and user that match the manifests. (No container engine here: the
-Dockerfile is read, not built.)"""
+that exists, a version and user that match the manifests, the driver and nothing beside it.
+(No container engine here: the Dockerfile is read, not built; the wheel its builder stage
+makes is built from the same sources.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import fnmatch
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -157,12 +162,61 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    copied = []
-    for keyword, rest in stages(dockerfile())[0]:
-        if keyword == "COPY" and not rest.startswith("--from"):
-            copied.extend(rest.split()[:-1])
+    copied = copied_sources()
     assert {"pyproject.toml", "README.md", "csi_disk"} <= set(copied)
     for source in copied:
         assert (REPO / source).exists(), source
         assert not any(fnmatch.fnmatch(source, p) for p in patterns), source
     assert ".venv" in patterns and ".git" in patterns
+    # The packages beside the driver stay out of the build context altogether.
+    assert {"csi_disk_emulator", "csi_disk_demo", "csi_disk_tools"} <= set(patterns)
+
+
+def copied_sources() -> list[str]:
+    """What the builder stage copies from the build context."""
+    copied = []
+    for keyword, rest in stages(dockerfile())[0]:
+        if keyword == "COPY" and not rest.startswith("--from"):
+            copied.extend(rest.split()[:-1])
+    return copied
+
+
+def removed_in_final_stage() -> set[str]:
+    removed: set[str] = set()
+    for keyword, rest in stages(dockerfile())[-1]:
+        if keyword != "RUN":
+            continue
+        for command in re.split(r"&&|;", rest):
+            words = shlex.split(command)
+            if words and words[0] == "rm":
+                removed |= {w for w in words[1:] if not w.startswith("-")}
+    return removed
+
+
+def test_the_image_carries_the_driver_package_only(tmp_path: Path) -> None:
+    """A wheel built from what the builder copies holds csi_disk alone; the console scripts
+    pyproject declares for the packages it lacks are removed rather than left to fail."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for source in copied_sources():
+        (shutil.copytree if (REPO / source).is_dir() else shutil.copy)(
+            REPO / source, context / source
+        )
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(tmp_path / "wheels"), str(context)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packages = {n.split("/")[0] for n in archive.namelist() if ".dist-info/" not in n}
+    assert packages == {"csi_disk"}, packages
+    scripts = pyproject()["project"]["scripts"]
+    (entry,) = (json.loads(r) for k, r in stages(dockerfile())[-1] if k == "ENTRYPOINT")
+    assert scripts[entry[0]].split(".")[0] in packages
+    elsewhere = {name for name, target in scripts.items() if target.split(".")[0] not in packages}
+    assert elsewhere, "pyproject declares no program beside the driver"
+    assert {f"/usr/local/bin/{name}" for name in elsewhere} == removed_in_final_stage() & {
+        f"/usr/local/bin/{name}" for name in scripts
+    }
