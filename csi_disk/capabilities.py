@@ -2,8 +2,8 @@
 
 CreateVolume, ValidateVolumeCapabilities and ControllerPublishVolume use ``check`` so the
 controller never confirms what the node would refuse later; the node shares the constants.
-Pure logic, no host access: mount flags are checked by ``csi_disk.host.mounts``' pure
-allow-list, the same one the node applies before mount(8).
+Pure logic, no host access: filesystems and mount flags are checked against the lists in
+``csi_disk.fstypes`` and ``csi_disk.mount_flags``, the ones the node applies before mount(8).
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from collections.abc import Sequence
 
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument
-from csi_disk.host.mounts import check_mount_flags
+from csi_disk.fstypes import check_fs_type
+from csi_disk.mount_flags import check_mount_flags
 
 AccessMode = csi_pb2.VolumeCapability.AccessMode
 
 # The publish_context key that carries the disk's serial from ControllerPublish to the node.
 SERIAL_KEY = "serial"
-
-# Filesystems the node can make, grow and check; the first is the default.
-FS_TYPES = ("ext4", "ext3", "xfs")
-DEFAULT_FS_TYPE = FS_TYPES[0]
 
 SINGLE_NODE_MODES = frozenset(
     {
@@ -39,16 +36,6 @@ MULTI_NODE_MODES = frozenset(
     }
 )
 READ_ONLY_MODES = frozenset({AccessMode.SINGLE_NODE_READER_ONLY, AccessMode.MULTI_NODE_READER_ONLY})
-
-
-def check_fs_type(fs_type: str, field: str = "fs_type") -> str:
-    """The filesystem to use ("" means the default); INVALID_ARGUMENT for any other."""
-    chosen = (fs_type or DEFAULT_FS_TYPE).lower()
-    if chosen not in FS_TYPES:
-        raise InvalidArgument(
-            f"{field} {fs_type[:40]!r} is not supported (use one of {', '.join(FS_TYPES)})"
-        )
-    return chosen
 
 
 def check(

@@ -35,6 +35,7 @@ from csi_disk.errors import (
     NotFound,
 )
 from csi_disk.failpoints import failpoint
+from csi_disk.fstypes import check_fs_type
 from csi_disk.host import devices, filesystems, mounts
 from csi_disk.host.filesystems import Probe, VolumeStats
 from csi_disk.host.mounts import Mount
@@ -45,6 +46,7 @@ from csi_disk.host.paths import (
     validate_target_path,
 )
 from csi_disk.locks import InFlight
+from csi_disk.mount_flags import check_mount_flags
 from csi_disk.parameters import OMIT_FSCK_KEY
 from csi_disk.volume_ids import (
     check_id,
@@ -166,8 +168,8 @@ def _check_capability(
     single = capability.access_mode.mode == AccessMode.SINGLE_NODE_SINGLE_WRITER
     if capability.WhichOneof("access_type") == "block":
         return _Request(block=True, fstype="", flags=[], read_only=read_only, single_writer=single)
-    fstype = capabilities.check_fs_type(capability.mount.fs_type, f"{field}.mount.fs_type")
-    flags = mounts.check_mount_flags(capability.mount.mount_flags)
+    fstype = check_fs_type(capability.mount.fs_type, f"{field}.mount.fs_type")
+    flags = check_mount_flags(capability.mount.mount_flags)
     return _Request(
         block=False, fstype=fstype, flags=flags, read_only=read_only, single_writer=single
     )

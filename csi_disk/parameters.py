@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from csi_disk import categories
-from csi_disk.capabilities import FS_TYPES
 from csi_disk.errors import InvalidArgument
+from csi_disk.fstypes import FS_TYPES
 from csi_disk.tokens import VOLUME_NAME_TAG
 from csi_disk.topology import parse_zone_list
 from csi_disk.volume_ids import has_control_chars

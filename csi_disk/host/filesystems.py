@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_disk.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from csi_disk.fstypes import DEFAULT_FS_TYPE, check_fs_type
 from csi_disk.host.run import CommandFailed, run, trim
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,6 @@ PROBE_TIMEOUT = 60.0
 MKFS_TIMEOUT = 600.0
 FSCK_TIMEOUT = 1800.0
 GROW_TIMEOUT = 600.0
-
-DEFAULT_FSTYPE = "ext4"
-EXT_FSTYPES = ("ext4", "ext3")
-SUPPORTED_FSTYPES = (*EXT_FSTYPES, "xfs")
 
 # blkid exit codes (blkid(8)).
 _BLKID_NOTHING_FOUND = 2
@@ -93,16 +90,6 @@ def probe(device: Path | str, *, timeout: float = PROBE_TIMEOUT) -> Probe:
     )
 
 
-def check_fstype(fstype: str) -> str:
-    """The filesystem to use: "" means the default; others must be supported."""
-    chosen = (fstype or DEFAULT_FSTYPE).lower()
-    if chosen not in SUPPORTED_FSTYPES:
-        raise InvalidArgument(
-            f"filesystem {fstype!r} is not supported (use one of {', '.join(SUPPORTED_FSTYPES)})"
-        )
-    return chosen
-
-
 # mkfs options a StorageClass may set, per family; every one of them takes a value.
 _EXT_OPTIONS = frozenset({"-b", "-i", "-I", "-N", "-T", "-O", "-E", "-m", "-L", "-J"})
 _XFS_OPTIONS = frozenset({"-b", "-d", "-i", "-l", "-n", "-m", "-L", "-s"})
@@ -110,7 +97,7 @@ _FORBIDDEN = set(";|&$`<>\\\n\r\t'\"")
 
 
 def _allowed_options(fstype: str) -> frozenset[str]:
-    return _XFS_OPTIONS if check_fstype(fstype) == "xfs" else _EXT_OPTIONS
+    return _XFS_OPTIONS if check_fs_type(fstype, "filesystem") == "xfs" else _EXT_OPTIONS
 
 
 def _check_value(flag: str, value: str) -> None:
@@ -230,7 +217,7 @@ def xfs_mkfs_argv(device: str, options: Sequence[str]) -> list[str]:
 
 def format(
     device: Path | str,
-    fstype: str = DEFAULT_FSTYPE,
+    fstype: str = DEFAULT_FS_TYPE,
     options: Sequence[str] = (),
     *,
     timeout: float = MKFS_TIMEOUT,
@@ -240,7 +227,7 @@ def format(
     ``options`` come from ``parse_mkfs_options``; they are checked again here so that no
     caller can hand mkfs an unchecked word.
     """
-    chosen = check_fstype(fstype)
+    chosen = check_fs_type(fstype, "filesystem")
     options = parse_mkfs_options(shlex.join(options), chosen)
     found = probe(device)
     if not found.is_blank:
@@ -263,7 +250,7 @@ def fsck(device: Path | str, fstype: str, *, timeout: float = FSCK_TIMEOUT) -> i
     Only for unmounted ext filesystems: xfs checks its log on mount and has no safe
     automatic repair.
     """
-    if check_fstype(fstype) == "xfs":
+    if check_fs_type(fstype, "filesystem") == "xfs":
         return 0
     result = run(["e2fsck", "-p", os.fspath(device)], timeout=timeout, check=False)
     code = result.returncode
@@ -291,7 +278,7 @@ def grow(
     ext grows online through the device (or offline after a forced check); xfs only
     grows while mounted.
     """
-    chosen = check_fstype(fstype)
+    chosen = check_fs_type(fstype, "filesystem")
     if chosen == "xfs":
         if mount_path is None:
             raise FailedPrecondition(f"xfs on {device} can only grow while mounted")

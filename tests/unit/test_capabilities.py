@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from csi_disk import capabilities
-from csi_disk.capabilities import FS_TYPES, check, check_all, check_fs_type
+from csi_disk.capabilities import check, check_all
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument
-from csi_disk.host import filesystems
+from csi_disk.fstypes import DEFAULT_FS_TYPE, FS_TYPES, check_fs_type
 
 Mode = csi_pb2.VolumeCapability.AccessMode
 
@@ -50,9 +50,11 @@ def test_supported_filesystems(fs: str) -> None:
     assert check_fs_type(fs) in FS_TYPES
 
 
-def test_fs_types_match_what_the_host_can_make() -> None:
-    assert set(FS_TYPES) == set(filesystems.SUPPORTED_FSTYPES)
-    assert capabilities.DEFAULT_FS_TYPE == filesystems.DEFAULT_FSTYPE
+def test_fs_type_defaults_and_names_the_field_it_refuses() -> None:
+    assert check_fs_type("") == DEFAULT_FS_TYPE == "ext4"
+    assert check_fs_type("XFS") == "xfs"
+    with pytest.raises(InvalidArgument, match=r"mount\.fs_type 'btrfs' is not supported"):
+        check_fs_type("btrfs", "mount.fs_type")
 
 
 @pytest.mark.parametrize(

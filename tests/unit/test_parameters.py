@@ -274,7 +274,7 @@ def test_ignored_keys_may_hold_anything() -> None:
 
 
 def test_fs_types_are_the_capability_ones() -> None:
-    from csi_disk.capabilities import FS_TYPES
+    from csi_disk.fstypes import FS_TYPES
 
     for fs in FS_TYPES:
         assert parse({"fsType": fs}).fs_type == fs

@@ -13,7 +13,6 @@ from csi_disk.errors import DeadlineExceeded, InvalidArgument, NotFound
 from csi_disk.host import filesystems
 from csi_disk.host.filesystems import (
     Probe,
-    check_fstype,
     ext_mkfs_argv,
     parse_blkid_export,
     parse_mkfs_options,
@@ -51,11 +50,11 @@ def test_probe_verdicts(found: Probe, blank: bool, fstype: str, words: str) -> N
     assert words in found.describe()
 
 
-def test_fstype_defaults_and_rejects_unknown() -> None:
-    assert check_fstype("") == "ext4"
-    assert check_fstype("XFS") == "xfs"
+def test_a_filesystem_the_driver_does_not_make_is_refused_before_any_program_runs() -> None:
+    with pytest.raises(InvalidArgument, match="filesystem 'btrfs' is not supported"):
+        filesystems.format("/dev/null", "btrfs")
     with pytest.raises(InvalidArgument, match="btrfs"):
-        check_fstype("btrfs")
+        parse_mkfs_options("-b 4096", "btrfs")
 
 
 @pytest.mark.parametrize(

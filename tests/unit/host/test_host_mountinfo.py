@@ -1,19 +1,10 @@
-"""mountinfo parsing and the mount flag allow-list."""
+"""mountinfo parsing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from csi_disk.errors import InvalidArgument
-from csi_disk.host.mounts import (
-    check_mount_flags,
-    find_mount,
-    parse_mountinfo,
-    split_flags,
-    unescape,
-)
+from csi_disk.host.mounts import find_mount, parse_mountinfo, unescape
 
 SAMPLE = (
     "22 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro\n"
@@ -63,49 +54,3 @@ def test_find_mount_returns_topmost(tmp_path: Path) -> None:
     found = find_mount(target, info)
     assert found is not None and found.mount_id == 41
     assert find_mount(tmp_path, info) is None
-
-
-def test_split_flags_keeps_quoted_commas() -> None:
-    got = split_flags('noatime, context="system_u:object_r:container_file_t:s0:c1,c2",ro')
-    assert got == ["noatime", 'context="system_u:object_r:container_file_t:s0:c1,c2"', "ro"]
-
-
-@pytest.mark.parametrize(
-    "flags",
-    [
-        ["ro", "noatime", "nodiratime", "nosuid", "nodev", "noexec"],
-        ["data=ordered", "barrier=1", "commit=30", "errors=remount-ro"],
-        ["barrier", "noatime"],
-        ["nouuid", "logbufs=8", "logbsize=256k", "inode64", "largeio", "prjquota"],
-        ['context="system_u:object_r:container_file_t:s0:c1,c2"'],
-        ["fscontext=system_u:object_r:container_file_t:s0", "noatime,lazytime"],
-    ],
-)
-def test_allowed_flags_pass(flags: list[str]) -> None:
-    got = check_mount_flags(flags)
-    assert ",".join(got) == ",".join(split_flags(",".join(flags)))
-
-
-@pytest.mark.parametrize(
-    "flag",
-    [
-        "norecovery",
-        "nobarrier",
-        "barrier=0",
-        "barrier=00",
-        "errors=panic",
-        "uid=0",
-        "data=bogus",
-        "commit=abc",
-        "bind",
-        "remount",
-        "loop=/dev/loop0",
-        "context=../../etc",
-        'context="a:b:c:s0";rm',
-        "noatime\n",
-    ],
-)
-def test_other_flags_are_invalid_argument_naming_the_flag(flag: str) -> None:
-    with pytest.raises(InvalidArgument) as caught:
-        check_mount_flags(["noatime", flag])
-    assert repr(flag.strip()) in caught.value.message or "control" in caught.value.message
