@@ -18,3 +18,9 @@ def check_fs_type(fs_type: str, field: str = "fs_type") -> str:
             f"{field} {fs_type[:40]!r} is not supported (use one of {', '.join(FS_TYPES)})"
         )
     return chosen
+
+
+def serves(found: str, wanted: str) -> bool:
+    """Whether a filesystem of type ``found`` serves a request for ``wanted``: ext4 mounts
+    ext3, so an ext3 disk is used as it is rather than refused."""
+    return found == wanted or (found == "ext3" and wanted == "ext4")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +33,9 @@ from csi_disk.errors import (
     NotFound,
 )
 from csi_disk.failpoints import failpoint
-from csi_disk.fstypes import check_fs_type
-from csi_disk.host import devices, filesystems, mounts
-from csi_disk.host.filesystems import Probe, VolumeStats
+from csi_disk.fstypes import check_fs_type, serves
+from csi_disk.host import devices, filesystems
+from csi_disk.host.linux import LinuxHost
 from csi_disk.host.mounts import Mount
 from csi_disk.host.paths import (
     create_file_inside,
@@ -45,6 +43,8 @@ from csi_disk.host.paths import (
     resolve_inside,
     validate_target_path,
 )
+from csi_disk.host.port import Host
+from csi_disk.host.safe_mount import SafeFormatAndMount
 from csi_disk.locks import InFlight
 from csi_disk.mount_flags import check_mount_flags
 from csi_disk.parameters import OMIT_FSCK_KEY
@@ -70,78 +70,6 @@ _PER_MOUNT_FLAGS = frozenset(
 # Controller attach mode without a serial in publish_context: no ControllerPublish
 # attached the disk, so it is either there already or not coming; udev gets this long.
 UNPUBLISHED_DEVICE_GRACE = 2.0
-
-
-class Host:
-    """The host operations the node service uses; unit tests replace it with a fake."""
-
-    def __init__(self, device_root: Path = Path("/")) -> None:
-        self.finder = devices.DeviceFinder(device_root)
-
-    def wait_for_device(self, disk_id: str, timeout: float) -> Path:
-        return self.finder.wait_for(disk_id, timeout)
-
-    def find_device(self, disk_id: str) -> Path | None:
-        return self.finder.find(disk_id)
-
-    def serial_of(self, device: Path) -> str | None:
-        return self.finder.serial_of(device)
-
-    def device_number(self, path: Path) -> int | None:
-        """``st_rdev`` of a block device node (through links and bind mounts), else None."""
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
-
-    def probe(self, device: Path) -> Probe:
-        return filesystems.probe(device)
-
-    def format(self, device: Path, fstype: str, options: Sequence[str]) -> None:
-        filesystems.format(device, fstype, options)
-
-    def fsck(self, device: Path, fstype: str) -> None:
-        filesystems.fsck(device, fstype)
-
-    def grow(self, device: Path, mount_path: Path | None, fstype: str) -> None:
-        filesystems.grow(device, mount_path, fstype)
-
-    def ext_size(self, device: Path) -> int:
-        return filesystems.ext_size_bytes(device)
-
-    def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
-        mounts.mount(device, target, fstype, options)
-
-    def bind_mount(
-        self, source: Path, target: Path, read_only: bool, options: Sequence[str]
-    ) -> None:
-        mounts.bind_mount(source, target, read_only, options)
-
-    def unmount(self, target: Path) -> None:
-        mounts.unmount(target)
-
-    def find_mount(self, path: Path) -> Mount | None:
-        return mounts.find_mount(path)
-
-    def mounts_of_device(self, device: Path) -> list[Mount]:
-        """Filesystems on ``device`` and bind mounts of its node (raw block publishes)."""
-        node_root = "/" + Path(os.path.realpath(device)).name
-        binds = [
-            m
-            for m in mounts.read_mounts()
-            if m.fstype == "devtmpfs" and m.root == node_root and m.mount_point != "/dev"
-        ]
-        return mounts.mounts_of_device(device) + binds
-
-    def stats(self, path: Path, timeout: float) -> VolumeStats:
-        return filesystems.stats(path, timeout)
-
-    def device_size(self, device: Path) -> int:
-        return devices.device_size_bytes(device)
-
-    def rescan(self, device: Path) -> None:
-        devices.rescan(device)
 
 
 @dataclass(frozen=True)
@@ -179,12 +107,6 @@ def _require_capability(request: Any) -> _Request:
     if not request.HasField("volume_capability"):
         raise InvalidArgument("volume_capability is required")
     return _check_capability(request.volume_capability)
-
-
-def _serves(found: str, wanted: str) -> bool:
-    """Whether a filesystem of type ``found`` serves a request for ``wanted``: ext4
-    mounts ext3, so an ext3 disk is used as it is rather than refused."""
-    return found == wanted or (found == "ext3" and wanted == "ext4")
 
 
 def _remove_if_empty(path: Path) -> None:
@@ -263,7 +185,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.region = region
         self.max_volumes_per_node = max_volumes_per_node
         self._attacher = attacher if config.attach_mode == "node" else None
-        self._host = host or Host(config.device_root)
+        self._host: Host = host or LinuxHost(config.device_root)
+        self._mounter = SafeFormatAndMount(self._host)
         self._device_timeout = device_timeout
         self._stats_timeout = stats_timeout
         self._locks = InFlight()
@@ -436,81 +359,21 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             if not existing.read_only:
                 # A plugin killed between mounting and growing leaves a mounted filesystem
                 # smaller than its disk; growing is a no-op when it already fills it.
-                self._grow_staged(disk_id, device, staging, existing.fstype)
+                self._mounter.grow(disk_id, device, staging, existing.fstype)
             return
         if staging.exists() and not staging.is_dir():
             raise FailedPrecondition(f"staging_target_path {staging} exists and is not a directory")
         make_dirs_inside(staging, self.config.kubelet_dir, "staging_target_path")
-        found = self._host.probe(device)
-        fresh = False
-        fstype = wanted.fstype
-        if found.is_blank:
-            log.info("disk %s (%s) is blank: creating %s", disk_id, device, fstype)
-            self._host.format(device, fstype, mkfs_options)
-            failpoint("stage:after-format")
-            fresh = True
-        else:
-            fstype = self._existing_fstype(disk_id, found, wanted.fstype)
-        if not fresh:
-            self._check_before_mount(disk_id, device, fstype, wanted, omit_fsck)
-            if fstype in ("ext3", "ext4") and "ro" not in wanted.flags:
-                self._grow_unmounted_ext(disk_id, device, fstype)
-        options = list(wanted.flags)
-        if fstype == "xfs" and "nouuid" not in options:
-            options.append("nouuid")  # clones of one snapshot share a UUID
-        self._recheck(staging, "staging_target_path")
-        self._host.mount(device, staging, fstype, options)
-        failpoint("stage:after-mount")
-        log.info("disk %s staged: %s on %s (%s)", disk_id, device, staging, fstype)
-        if not fresh and "ro" not in options:
-            failpoint("stage:before-grow")
-            self._grow_staged(disk_id, device, staging, fstype)
-
-    def _check_before_mount(
-        self, disk_id: str, device: Path, fstype: str, wanted: _Request, omit_fsck: bool
-    ) -> None:
-        """Let fsck repair an unmounted filesystem, unless the StorageClass said not to
-        (``omitfsck``) or the capability is read-only: a read-only volume must come back
-        exactly as it was, and repairing writes to it."""
-        if omit_fsck:
-            log.info("disk %s: not checking %s (omitfsck)", disk_id, fstype)
-        elif wanted.read_only or "ro" in wanted.flags:
-            log.info("disk %s: not checking %s, the capability is read-only", disk_id, fstype)
-        else:
-            self._host.fsck(device, fstype)
-
-    def _grow_unmounted_ext(self, disk_id: str, device: Path, fstype: str) -> None:
-        """Grow an ext filesystem smaller than its disk (restored or resized while detached)
-        before mounting: offline growth needs no capability beyond the device, and the
-        check ``resize2fs`` demands first runs on a filesystem nobody is using."""
-        try:
-            if self._host.ext_size(device) >= self._host.device_size(device):
-                return
-            log.info("disk %s: growing %s to its disk before mounting", disk_id, fstype)
-            self._host.grow(device, None, fstype)
-        except DriverError as err:  # the volume is usable; a later stage or expand retries
-            log.warning("could not grow %s on disk %s: %s", fstype, disk_id, err.message)
-
-    def _grow_staged(self, disk_id: str, device: Path, staging: Path, fstype: str) -> None:
-        """Grow a staged filesystem to its disk (resized while detached); never fatal."""
-        try:
-            self._host.grow(device, staging, fstype)
-        except DriverError as err:  # the volume is usable; expansion can retry growing
-            log.warning("could not grow %s on disk %s: %s", fstype, disk_id, err.message)
-
-    @staticmethod
-    def _existing_fstype(disk_id: str, found: Probe, wanted: str) -> str:
-        """The filesystem to mount an already formatted disk with; never a reason to format."""
-        if found.ambivalent or found.pttype or not found.fstype:
-            raise FailedPrecondition(
-                f"disk {disk_id} holds {found.describe()}, not a {wanted} filesystem; "
-                "it is left untouched"
-            )
-        if _serves(found.fstype, wanted):
-            return found.fstype
-        raise FailedPrecondition(
-            f"disk {disk_id} already holds a {found.fstype} filesystem but {wanted} was "
-            "requested; it is never reformatted"
+        self._mounter.mount(
+            disk_id,
+            device,
+            staging,
+            fstype=wanted.fstype,
+            flags=wanted.flags,
+            mkfs_options=mkfs_options,
+            read_only=wanted.read_only,
+            omit_fsck=omit_fsck,
+            check_target=lambda: self._recheck(staging, "staging_target_path"),
         )
 
     def _check_staged(
@@ -521,7 +384,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             raise AlreadyExists(
                 f"{staging} already holds another device ({existing.source}), not disk {disk_id}"
             )
-        if not _serves(existing.fstype, wanted.fstype):
+        if not serves(existing.fstype, wanted.fstype):
             raise AlreadyExists(
                 f"disk {disk_id} is staged as {existing.fstype}, not {wanted.fstype}"
             )

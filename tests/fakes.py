@@ -1,4 +1,6 @@
-"""An in-memory ECS for handler tests: zones, instances, stock, slow states and injected faults.
+"""In-memory ports for handler tests: an ECS (``InMemoryCloud``) and a host (``FakeHost``).
+
+The ECS has zones, instances, stock, slow states and injected faults.
 
 It follows the ECS emulator's rules (csi_disk_emulator is this project's reference of ECS
 behaviour), reusing its size rules: DescribeDisks ignores unknown ids; CreateDisk dedupes on
@@ -19,20 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from csi_disk.cloud import port
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
+from csi_disk.errors import DeadlineExceeded, DriverError
+from csi_disk.host.filesystems import Probe, VolumeStats
+from csi_disk.host.mounts import Mount
 from csi_disk_emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
 from csi_disk_emulator.actions.resize import SPEC_CATEGORIES
 from csi_disk_emulator.actions.snapshots import DEFAULT_QUOTA_PER_DISK
 from csi_disk_emulator.topology import ALL_CATEGORIES
 from tests.ecs_codes import ecs_error
 
-__all__ = ["InMemoryCloud", "ecs_error"]
+__all__ = ["HERE", "FakeHost", "InMemoryCloud", "ecs_error"]
 
 SETTLED = (port.AVAILABLE, port.IN_USE)
 LIVE_INSTANCE = (port.RUNNING, port.STOPPED)
@@ -592,3 +599,154 @@ class InMemoryCloud:
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}fake{next(self._ids):016d}"
+
+
+# --- the host port ---------------------------------------------------------------------------
+
+HERE = "i-here"  # the instance FakeHost plays by default
+DEVTMPFS = (0, 6)
+
+
+class FakeHost:
+    """Implements ``csi_disk.host.port.Host`` in memory: devices follow the fake cloud's
+    attachments, mounts are a list (tests/unit/host/test_host_port.py holds it to the port)."""
+
+    def __init__(self, cloud: InMemoryCloud | None, instance_id: str = HERE) -> None:
+        self.cloud = cloud
+        self.instance_id = instance_id
+        self.plugged: dict[str, Path] = {}  # disks seen without a cloud (controller mode)
+        self.rdevs: dict[str, int] = {}
+        self.contents: dict[str, Probe] = {}
+        self.mounts: list[Mount] = []
+        self.formatted: list[tuple[str, str, tuple[str, ...]]] = []
+        self.fscked: list[str] = []
+        self.grown: list[str] = []
+        self.grown_offline: list[bool] = []
+        self.ext_sizes: dict[str, int] = {}  # ext filesystems smaller than their device
+        self.mount_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
+        self.waits: list[float] = []  # timeouts given to wait_for_device
+        self.grow_error: DriverError | None = None  # what growing a filesystem fails with
+        self.rescanned: list[str] = []
+        self.format_gate: threading.Event | None = None
+        self.format_started = threading.Event()
+        self._next = 0
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def device_path(self, disk_id: str) -> Path:
+        if disk_id not in self.rdevs:
+            self._next += 1
+            self.rdevs[disk_id] = os.makedev(253, self._next)
+        return Path(f"/dev/vd-{disk_id}")
+
+    def plug(self, disk_id: str) -> Path:
+        self.plugged[disk_id] = self.device_path(disk_id)
+        return self.plugged[disk_id]
+
+    # --- Host ---------------------------------------------------------------------------
+
+    def find_device(self, disk_id: str) -> Path | None:
+        if disk_id in self.plugged:
+            return self.plugged[disk_id]
+        disk = self.cloud.disks.get(disk_id) if self.cloud is not None else None
+        if disk is not None and disk.attached_to(self.instance_id):
+            return self.device_path(disk_id)
+        return None
+
+    def wait_for_device(self, disk_id: str, timeout: float) -> Path:
+        self.waits.append(timeout)
+        found = self.find_device(disk_id)
+        if found is None:
+            raise DeadlineExceeded(f"disk {disk_id} did not appear")
+        return found
+
+    def serial_of(self, device: Path) -> str | None:
+        return device.name.removeprefix("vd-d-")
+
+    def device_number(self, path: Path) -> int | None:
+        for disk_id, rdev in self.rdevs.items():
+            if Path(path) == Path(f"/dev/vd-{disk_id}"):
+                return rdev
+        entry = self.find_mount(path)
+        if entry is not None and entry.fstype == "devtmpfs":
+            return self.rdevs[entry.root.removeprefix("/vd-")]
+        return None
+
+    def probe(self, device: Path) -> Probe:
+        return self.contents.get(str(device), Probe())
+
+    def format(self, device: Path, fstype: str, options: Sequence[str]) -> None:
+        self.format_started.set()
+        if self.format_gate is not None:
+            self.format_gate.wait(5)
+        assert self.probe(device).is_blank, "formatted a device that holds data"
+        self.formatted.append((str(device), fstype, tuple(options)))
+        self.contents[str(device)] = Probe(type=fstype, usage="filesystem")
+
+    def fsck(self, device: Path, fstype: str) -> None:
+        self.fscked.append(str(device))
+
+    def grow(self, device: Path, mount_path: Path | None, fstype: str) -> None:
+        if self.grow_error is not None:
+            raise self.grow_error
+        self.grown.append(str(device))
+        self.grown_offline.append(mount_path is None)
+        self.ext_sizes.pop(str(device), None)  # it now fills the device
+
+    def ext_size(self, device: Path) -> int:
+        return self.ext_sizes.get(str(device), self.device_size(device))
+
+    def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
+        self.mount_calls.append((str(device), str(target), fstype, tuple(options)))
+        rdev = self.device_number(device)
+        assert rdev is not None
+        ro = "ro" if "ro" in options else "rw"
+        self._add(os.major(rdev), os.minor(rdev), "/", target, ro, fstype, str(device))
+
+    def bind_mount(
+        self, source: Path, target: Path, read_only: bool, options: Sequence[str]
+    ) -> None:
+        ro = "ro" if read_only else "rw"
+        src = self.find_mount(source)
+        if src is not None:
+            self._add(src.major, src.minor, src.root, target, ro, src.fstype, src.source)
+        else:
+            self._add(*DEVTMPFS, f"/{source.name}", target, ro, "devtmpfs", "udev")
+
+    def _add(
+        self, major: int, minor: int, root: str, target: Path, ro: str, fs: str, src: str
+    ) -> None:
+        entry = Mount(
+            len(self.mounts) + 100, 1, major, minor, root, str(target), (ro,), fs, src, ()
+        )
+        self.mounts.append(entry)
+
+    def unmount(self, target: Path) -> None:
+        for entry in reversed(self.mounts):
+            if entry.mount_point == str(target):
+                self.mounts.remove(entry)
+                return
+
+    def find_mount(self, path: Path) -> Mount | None:
+        found = [m for m in self.mounts if m.mount_point == str(path)]
+        return found[-1] if found else None
+
+    def mounts_of_device(self, device: Path) -> list[Mount]:
+        rdev = self.device_number(device)
+        if rdev is None:
+            return []
+        return [
+            m
+            for m in self.mounts
+            if (m.major, m.minor) == (os.major(rdev), os.minor(rdev))
+            or (m.fstype == "devtmpfs" and m.root == f"/{device.name}")
+        ]
+
+    def stats(self, path: Path, timeout: float) -> VolumeStats:
+        return VolumeStats(20 << 30, 15 << 30, 5 << 30, 1000, 900, 100)
+
+    def device_size(self, device: Path) -> int:
+        return 20 << 30
+
+    def rescan(self, device: Path) -> None:
+        self.rescanned.append(str(device))

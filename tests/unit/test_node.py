@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,164 +15,17 @@ from csi_disk.cloud import port
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2
-from csi_disk.errors import DeadlineExceeded, DriverError
-from csi_disk.host.filesystems import Probe, VolumeStats
-from csi_disk.host.mounts import Mount
+from csi_disk.errors import DriverError
+from csi_disk.host.filesystems import Probe
 from csi_disk.host.run import CommandFailed
 from csi_disk.node import UNPUBLISHED_DEVICE_GRACE, NodeService
 from csi_disk.tokens import VOLUME_NAME_TAG
-from tests.fakes import InMemoryCloud
+from tests.fakes import HERE, FakeHost, InMemoryCloud
 
 ZONE = "cn-hangzhou-h"
-HERE = "i-here"
 Cap = csi_pb2.VolumeCapability
 Mode = Cap.AccessMode
 RPC = csi_pb2.NodeServiceCapability.RPC
-DEVTMPFS = (0, 6)
-
-
-class FakeHost:
-    """A host whose devices follow the fake cloud's attachments and whose mounts are a list."""
-
-    def __init__(self, cloud: InMemoryCloud | None, instance_id: str = HERE) -> None:
-        self.cloud = cloud
-        self.instance_id = instance_id
-        self.plugged: dict[str, Path] = {}  # disks seen without a cloud (controller mode)
-        self.rdevs: dict[str, int] = {}
-        self.contents: dict[str, Probe] = {}
-        self.mounts: list[Mount] = []
-        self.formatted: list[tuple[str, str, tuple[str, ...]]] = []
-        self.fscked: list[str] = []
-        self.grown: list[str] = []
-        self.grown_offline: list[bool] = []
-        self.ext_sizes: dict[str, int] = {}  # ext filesystems smaller than their device
-        self.mount_calls: list[tuple[str, str, str, tuple[str, ...]]] = []
-        self.waits: list[float] = []  # timeouts given to wait_for_device
-        self.grow_error: DriverError | None = None  # what growing a filesystem fails with
-        self.rescanned: list[str] = []
-        self.format_gate: threading.Event | None = None
-        self.format_started = threading.Event()
-        self._next = 0
-
-    # --- set-up -------------------------------------------------------------------------
-
-    def device_path(self, disk_id: str) -> Path:
-        if disk_id not in self.rdevs:
-            self._next += 1
-            self.rdevs[disk_id] = os.makedev(253, self._next)
-        return Path(f"/dev/vd-{disk_id}")
-
-    def plug(self, disk_id: str) -> Path:
-        self.plugged[disk_id] = self.device_path(disk_id)
-        return self.plugged[disk_id]
-
-    # --- Host ---------------------------------------------------------------------------
-
-    def find_device(self, disk_id: str) -> Path | None:
-        if disk_id in self.plugged:
-            return self.plugged[disk_id]
-        disk = self.cloud.disks.get(disk_id) if self.cloud is not None else None
-        if disk is not None and disk.attached_to(self.instance_id):
-            return self.device_path(disk_id)
-        return None
-
-    def wait_for_device(self, disk_id: str, timeout: float) -> Path:
-        self.waits.append(timeout)
-        found = self.find_device(disk_id)
-        if found is None:
-            raise DeadlineExceeded(f"disk {disk_id} did not appear")
-        return found
-
-    def serial_of(self, device: Path) -> str | None:
-        return device.name.removeprefix("vd-d-")
-
-    def device_number(self, path: Path) -> int | None:
-        for disk_id, rdev in self.rdevs.items():
-            if Path(path) == Path(f"/dev/vd-{disk_id}"):
-                return rdev
-        entry = self.find_mount(path)
-        if entry is not None and entry.fstype == "devtmpfs":
-            return self.rdevs[entry.root.removeprefix("/vd-")]
-        return None
-
-    def probe(self, device: Path) -> Probe:
-        return self.contents.get(str(device), Probe())
-
-    def format(self, device: Path, fstype: str, options: Sequence[str]) -> None:
-        self.format_started.set()
-        if self.format_gate is not None:
-            self.format_gate.wait(5)
-        assert self.probe(device).is_blank, "formatted a device that holds data"
-        self.formatted.append((str(device), fstype, tuple(options)))
-        self.contents[str(device)] = Probe(type=fstype, usage="filesystem")
-
-    def fsck(self, device: Path, fstype: str) -> None:
-        self.fscked.append(str(device))
-
-    def grow(self, device: Path, mount_path: Path | None, fstype: str) -> None:
-        if self.grow_error is not None:
-            raise self.grow_error
-        self.grown.append(str(device))
-        self.grown_offline.append(mount_path is None)
-        self.ext_sizes.pop(str(device), None)  # it now fills the device
-
-    def ext_size(self, device: Path) -> int:
-        return self.ext_sizes.get(str(device), self.device_size(device))
-
-    def mount(self, device: Path, target: Path, fstype: str, options: Sequence[str]) -> None:
-        self.mount_calls.append((str(device), str(target), fstype, tuple(options)))
-        rdev = self.device_number(device)
-        assert rdev is not None
-        ro = "ro" if "ro" in options else "rw"
-        self._add(os.major(rdev), os.minor(rdev), "/", target, ro, fstype, str(device))
-
-    def bind_mount(
-        self, source: Path, target: Path, read_only: bool, options: Sequence[str]
-    ) -> None:
-        ro = "ro" if read_only else "rw"
-        src = self.find_mount(source)
-        if src is not None:
-            self._add(src.major, src.minor, src.root, target, ro, src.fstype, src.source)
-        else:
-            self._add(*DEVTMPFS, f"/{source.name}", target, ro, "devtmpfs", "udev")
-
-    def _add(
-        self, major: int, minor: int, root: str, target: Path, ro: str, fs: str, src: str
-    ) -> None:
-        entry = Mount(
-            len(self.mounts) + 100, 1, major, minor, root, str(target), (ro,), fs, src, ()
-        )
-        self.mounts.append(entry)
-
-    def unmount(self, target: Path) -> None:
-        for entry in reversed(self.mounts):
-            if entry.mount_point == str(target):
-                self.mounts.remove(entry)
-                return
-
-    def find_mount(self, path: Path) -> Mount | None:
-        found = [m for m in self.mounts if m.mount_point == str(path)]
-        return found[-1] if found else None
-
-    def mounts_of_device(self, device: Path) -> list[Mount]:
-        rdev = self.device_number(device)
-        if rdev is None:
-            return []
-        return [
-            m
-            for m in self.mounts
-            if (m.major, m.minor) == (os.major(rdev), os.minor(rdev))
-            or (m.fstype == "devtmpfs" and m.root == f"/{device.name}")
-        ]
-
-    def stats(self, path: Path, timeout: float) -> VolumeStats:
-        return VolumeStats(20 << 30, 15 << 30, 5 << 30, 1000, 900, 100)
-
-    def device_size(self, device: Path) -> int:
-        return 20 << 30
-
-    def rescan(self, device: Path) -> None:
-        self.rescanned.append(str(device))
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -214,7 +66,7 @@ def node(cloud: InMemoryCloud, waiter: DiskWaiter, host: FakeHost, kubelet: Path
         zone=ZONE,
         region="cn-hangzhou",
         attacher=Attacher(cloud, waiter, config),
-        host=host,  # type: ignore[arg-type]
+        host=host,
         device_timeout=0.1,
     )
 
@@ -779,7 +631,7 @@ def test_controller_mode_needs_the_disk_already_attached(
 ) -> None:
     host = FakeHost(None)
     config = Config(kubelet_dir=kubelet, attach_mode="controller")
-    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=0.1)  # type: ignore[arg-type]
+    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=0.1)
     request = stage_req("d-notattached", kubelet / "s")
     assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
     request.publish_context["serial"] = "notattached"
@@ -802,7 +654,7 @@ def test_controller_mode_waits_long_only_for_a_disk_the_controller_attached(
     the way; without one nothing will attach it, so a short udev grace is enough."""
     host = FakeHost(None)
     config = Config(kubelet_dir=kubelet, attach_mode="controller")
-    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=60.0)  # type: ignore[arg-type]
+    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=60.0)
     request = stage_req("d-notattached", kubelet / "s")
     assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
     request.publish_context["serial"] = "notattached"
