@@ -12,41 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
-from csi_disk.cloud.port import (
-    ATTACHING,
-    CREATING,
-    DETACHING,
-    IN_USE,
-    REINITING,
-    RUNNING,
-    Cloud,
-    Disk,
-)
+from csi_disk.cloud.port import ATTACHING, DETACHING, IN_USE, RUNNING, Cloud, Disk
 from csi_disk.config import Config
+from csi_disk.disks import Waiter, settle
 from csi_disk.errors import Aborted, DeadlineExceeded, DriverError, FailedPrecondition, NotFound
 from csi_disk.locks import InstanceSlots
 
 log = logging.getLogger(__name__)
-
-# Statuses a disk passes through on its own; deciding on them would race ECS.
-TRANSITIONAL = frozenset({CREATING, ATTACHING, DETACHING, REINITING})
-
-
-class Waiter(Protocol):
-    """The shared disk waiter (``csi_disk.cloud.waiter.DiskWaiter``)."""
-
-    def wait(
-        self, disk_id: str, until: Callable[[Disk | None], bool], timeout: float
-    ) -> Disk | None: ...
-
-
-def settle(waiter: Waiter, disk: Disk, timeout: float) -> Disk | None:
-    """Wait until ``disk`` leaves a transitional status; None once it is gone."""
-    if disk.status not in TRANSITIONAL:
-        return disk
-    return waiter.wait(disk.id, lambda d: d is None or d.status not in TRANSITIONAL, timeout)
 
 
 class Attacher:

@@ -6,9 +6,9 @@ disk state always goes through the shared waiter, never a private polling loop. 
 detach (Publish, Unpublish, detach-before-delete) go through ``csi_disk.attach.Attacher``, the
 same rules node attach mode uses.
 
-Snapshots, expansion and modification are added as mixins in front of ``ControllerCore``
-in ``ControllerService``'s bases; a mixin advertises its capabilities by extending
-``capability_types`` and may accept content sources by overriding ``content_source``.
+Snapshots, expansion and modification are collaborators over the shared ``Disks``
+interface: the servicer delegates their RPCs to them, CreateVolume asks ``Snapshots`` once
+for the snapshot it restores, and each advertises its own capabilities.
 """
 
 from __future__ import annotations
@@ -20,17 +20,18 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from csi_disk import capabilities, categories, parameters, topology
-from csi_disk.attach import Attacher, Waiter, settle
+from csi_disk.attach import Attacher
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.cloud.errors import EcsError, is_unsupported_here
 from csi_disk.cloud.port import Cloud, Disk, DiskRequest
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.disks import Disks, Waiter
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
@@ -40,11 +41,11 @@ from csi_disk.errors import (
     ResourceExhausted,
     Unimplemented,
 )
-from csi_disk.expansion import ExpansionMixin
+from csi_disk.expansion import Expansion
 from csi_disk.locks import InFlight
-from csi_disk.modification import ModificationMixin
+from csi_disk.modification import Modification, with_mutable
 from csi_disk.parameters import VolumeParameters
-from csi_disk.snapshots import SnapshotsMixin
+from csi_disk.snapshots import Snapshots
 from csi_disk.tokens import VOLUME_NAME_TAG, client_token
 from csi_disk.volume_ids import (
     check_id,
@@ -80,45 +81,24 @@ def _serial(disk: Disk) -> str:
     return disk.serial or disk.id.removeprefix("d-")
 
 
-class ControllerCore(csi_pb2_grpc.ControllerServicer):
-    """The volume lifecycle; see the module docstring for how to extend it."""
+class ControllerService(csi_pb2_grpc.ControllerServicer):
+    """The CSI Controller service: the volume lifecycle, and the features it delegates to."""
 
     def __init__(self, config: Config, cloud: Cloud, waiter: Waiter, *, default_zone: str) -> None:
         self.config = config
         self.cloud = cloud
-        self.waiter = waiter
         self.default_zone = default_zone
+        self.disks = Disks(cloud, waiter, timeout=config.operation_timeout)
         self.name_locks = InFlight()
-        self.volume_locks = InFlight()
         self.attacher = Attacher(cloud, waiter, config)
         self.known = KnownVolumes(KNOWN_NAMES)
-
-    # --- helpers shared with mixins --------------------------------------------------------
+        self.snapshots = Snapshots(self.disks)
+        self.expansion = Expansion(self.disks)
+        self.modification = Modification(self.disks)
 
     @property
     def controller_attach(self) -> bool:
         return self.config.attach_mode == "controller"
-
-    @property
-    def timeout(self) -> float:
-        return self.config.operation_timeout
-
-    def describe(self, disk_id: str) -> Disk | None:
-        disks = self.cloud.describe_disks([disk_id])
-        return next((d for d in disks if d.id == disk_id), None)
-
-    def require_disk(self, volume_id: str) -> Disk:
-        disk = self.describe(volume_id)
-        if disk is None:
-            raise NotFound(f"volume {volume_id} does not exist")
-        return disk
-
-    def wait_for(self, disk_id: str, until: Callable[[Disk | None], bool]) -> Disk | None:
-        return self.waiter.wait(disk_id, until, self.timeout)
-
-    def settle(self, disk: Disk) -> Disk | None:
-        """Wait until the disk leaves a transitional status; None once it is gone."""
-        return settle(self.waiter, disk, self.timeout)
 
     def capability_types(self) -> list[int]:
         caps = [
@@ -131,39 +111,24 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         ]
         if self.controller_attach:
             caps.insert(1, RPC.PUBLISH_UNPUBLISH_VOLUME)
-        return caps
-
-    def content_source(
-        self, request: csi_pb2.CreateVolumeRequest
-    ) -> tuple[str, csi_pb2.VolumeContentSource | None]:
-        """The snapshot id to create from, and the source to echo; overridden for snapshots."""
-        if request.HasField("volume_content_source"):
-            # The spec's code for a source the plugin cannot create from: INVALID_ARGUMENT.
-            raise InvalidArgument("creating a volume from a snapshot or a volume is not supported")
-        return "", None
-
-    def with_mutable(
-        self, params: VolumeParameters, mutable: Mapping[str, str]
-    ) -> VolumeParameters:
-        """``params`` with a VolumeAttributesClass's mutable_parameters applied; overridden
-        where volumes can be modified. Parameters the driver cannot honour are refused, never
-        ignored: the volume would not be what its class says."""
-        if mutable:
-            raise InvalidArgument("mutable_parameters are given but volumes cannot be modified")
-        return params
+        features = (self.modification, self.expansion, self.snapshots)
+        return caps + [kind for feature in features for kind in feature.capabilities]
 
     # --- CreateVolume ----------------------------------------------------------------------
 
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: Any = None
     ) -> csi_pb2.CreateVolumeResponse:
+        restore = self.snapshots.restore_source(request)
         name = validate_name(request.name)
-        params = self.with_mutable(parameters.parse(request.parameters), request.mutable_parameters)
+        params = with_mutable(parameters.parse(request.parameters), request.mutable_parameters)
         for warning in params.warnings:
             log.warning("CreateVolume %s: %s", name, warning)
         capabilities.check_all(request.volume_capabilities, multi_attach=params.multi_attach)
         required = request.capacity_range.required_bytes
         limit = request.capacity_range.limit_bytes
+        if restore is not None and not required:
+            required = restore.size_gib * GIB  # without a capacity, as large as the snapshot
         if required < 0 or limit < 0:
             raise InvalidArgument("capacity_range bytes must not be negative")
         if limit and required > limit:
@@ -175,19 +140,19 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument(
                 f"parameter regionId={params.region_id}: this controller serves {region}"
             )
-        snapshot_id, source = self.content_source(request)
         requirement = (
             request.accessibility_requirements
             if request.HasField("accessibility_requirements")
             else None
         )
         zones = topology.zones_in_order(requirement, params.zone_param, self.default_zone)
+        snapshot_id = restore.snapshot_id if restore is not None else ""
         asked = _Asked(name, params, zones, required, limit, snapshot_id)
         with self.name_locks.hold(name):
             disk = self._known_disk(asked)
             if disk is None:
                 disk = self._create(asked)
-            settled = self.settle(disk)
+            settled = self.disks.settle(disk)
             for _ in range(TOKEN_GENERATIONS):
                 if settled is not None:
                     break
@@ -197,7 +162,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                 log.info("CreateVolume %s: disk %s is gone; creating anew", name, disk.id)
                 token = client_token(f"{name}@{disk.id}")
                 disk = self._create(asked, token)
-                settled = self.settle(disk)
+                settled = self.disks.settle(disk)
             if settled is None:
                 self.known.forget(name)
                 raise ResourceExhausted(f"disk {disk.id} for {name} vanished while being created")
@@ -212,7 +177,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
                     accessible_topology=[
                         csi_pb2.Topology(segments=topology.volume_segment(settled.zone))
                     ],
-                    content_source=source,
+                    content_source=restore.source if restore is not None else None,
                 )
             )
 
@@ -226,7 +191,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         disk_id = self.known.get(asked.name)
         if disk_id is None:
             return None
-        disk = self.describe(disk_id)
+        disk = self.disks.describe(disk_id)
         if disk is None or disk.tags.get(VOLUME_NAME_TAG) != asked.name:
             self.known.forget(asked.name)
             return None
@@ -405,10 +370,10 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         volume_id = check_id(request.volume_id, "volume_id")
         if not is_disk_id(volume_id):
             return csi_pb2.DeleteVolumeResponse()  # names no disk: deleted already
-        with self.volume_locks.hold(volume_id):
-            disk = self.describe(volume_id)
+        with self.disks.locks.hold(volume_id):
+            disk = self.disks.describe(volume_id)
             if disk is not None:
-                disk = self.settle(disk)
+                disk = self.disks.settle(disk)
             if disk is None:
                 return csi_pb2.DeleteVolumeResponse()
             self.attacher.release(
@@ -432,8 +397,8 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("volume_capability is required")
         volume_id = validate_volume_id(request.volume_id)
         node_id = validate_instance_id(request.node_id)
-        with self.volume_locks.hold(volume_id):
-            disk = self.require_disk(volume_id)
+        with self.disks.locks.hold(volume_id):
+            disk = self.disks.require(volume_id)
             capabilities.check(request.volume_capability, multi_attach=disk.multi_attach)
             disk = self.attacher.attach(volume_id, node_id, known=disk)
             log.info("ControllerPublishVolume: %s attached to %s", volume_id, node_id)
@@ -454,11 +419,11 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         node_id = check_id(request.node_id, "node_id") if request.node_id else ""
         if not is_disk_id(volume_id) or (node_id and not is_instance_id(node_id)):
             return csi_pb2.ControllerUnpublishVolumeResponse()  # nothing there to detach
-        with self.volume_locks.hold(volume_id):
+        with self.disks.locks.hold(volume_id):
             if node_id:
                 self.attacher.detach(volume_id, node_id)
             else:  # the spec's "from every node it is published to"
-                disk = self.describe(volume_id)
+                disk = self.disks.describe(volume_id)
                 for instance_id in disk.attachments if disk is not None else ():
                     self.attacher.detach(volume_id, instance_id)
             return csi_pb2.ControllerUnpublishVolumeResponse()
@@ -471,7 +436,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         check_id(request.volume_id, "volume_id")
         if not request.volume_capabilities:
             raise InvalidArgument("volume_capabilities are required")
-        disk = self.require_disk(validate_volume_id(request.volume_id))
+        disk = self.disks.require(validate_volume_id(request.volume_id))
         try:
             # What CreateVolume would refuse is not confirmed either: the same checks, so a
             # capability confirmed here is one the node will mount.
@@ -527,7 +492,7 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerGetVolumeRequest, context: Any = None
     ) -> csi_pb2.ControllerGetVolumeResponse:
         volume_id = validate_volume_id(request.volume_id)
-        disk = self.require_disk(volume_id)
+        disk = self.disks.require(volume_id)
         return csi_pb2.ControllerGetVolumeResponse(
             volume=self._volume(disk),
             status=csi_pb2.ControllerGetVolumeResponse.VolumeStatus(
@@ -558,6 +523,39 @@ class ControllerCore(csi_pb2_grpc.ControllerServicer):
         if disk.status in healthy:
             return csi_pb2.VolumeCondition(abnormal=False, message=f"disk is {disk.status}")
         return csi_pb2.VolumeCondition(abnormal=True, message=f"disk is {disk.status}")
+
+
+    # --- features ------------------------------------------------------------------------
+
+    def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: Any = None
+    ) -> csi_pb2.CreateSnapshotResponse:
+        return self.snapshots.create(request)
+
+    def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: Any = None
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        return self.snapshots.delete(request)
+
+    def GetSnapshot(
+        self, request: csi_pb2.GetSnapshotRequest, context: Any = None
+    ) -> csi_pb2.GetSnapshotResponse:
+        return self.snapshots.get(request)
+
+    def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: Any = None
+    ) -> csi_pb2.ListSnapshotsResponse:
+        return self.snapshots.list(request)
+
+    def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: Any = None
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        return self.expansion.expand(request)
+
+    def ControllerModifyVolume(
+        self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None
+    ) -> csi_pb2.ControllerModifyVolumeResponse:
+        return self.modification.modify(request)
 
 
 def _label(request: DiskRequest) -> str:
@@ -614,7 +612,3 @@ _DISK_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9:_-]{1,127}")
 def _valid_disk_name(name: str) -> bool:
     """Whether ECS takes ``name`` as a DiskName (the tag keeps any name in full)."""
     return _DISK_NAME.fullmatch(name) is not None
-
-
-class ControllerService(SnapshotsMixin, ExpansionMixin, ModificationMixin, ControllerCore):
-    """The Controller service as served: ``ControllerCore`` plus feature mixins in front."""

@@ -1,26 +1,21 @@
 """CSI ControllerExpandVolume: grow a disk through ECS ResizeDisk.
 
-A mixin in front of ``ControllerCore``. An attached disk is resized online (the guest sees
-the new size without a restart; the node then grows the filesystem), a detached one
-offline. Sizes round up to whole GiB, as ECS sells them.
+An attached disk is resized online (the guest sees the new size without a restart; the
+node then grows the filesystem), a detached one offline. Sizes round up to whole GiB, as
+ECS sells them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 from csi_disk import categories
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.csi_pb import csi_pb2
+from csi_disk.disks import Disks
 from csi_disk.errors import InvalidArgument, NotFound, OutOfRange
 from csi_disk.volume_ids import check_id, validate_volume_id
-
-if TYPE_CHECKING:
-    from csi_disk.controller import ControllerCore as _Base
-else:
-    _Base = object
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +40,16 @@ def target_size_gib(capacity: csi_pb2.CapacityRange) -> int:
     return size
 
 
-class ExpansionMixin(_Base):
-    """ControllerExpandVolume for ``ControllerService``."""
+class Expansion:
+    """ControllerExpandVolume over the shared disks interface."""
 
-    def capability_types(self) -> list[int]:
-        return [*super().capability_types(), RPC.EXPAND_VOLUME]
+    capabilities = (RPC.EXPAND_VOLUME,)
 
-    def ControllerExpandVolume(
-        self, request: csi_pb2.ControllerExpandVolumeRequest, context: Any = None
+    def __init__(self, disks: Disks) -> None:
+        self._disks = disks
+
+    def expand(
+        self, request: csi_pb2.ControllerExpandVolumeRequest
     ) -> csi_pb2.ControllerExpandVolumeResponse:
         check_id(request.volume_id, "volume_id")
         size = target_size_gib(request.capacity_range)
@@ -61,8 +58,9 @@ class ExpansionMixin(_Base):
             request.HasField("volume_capability")
             and request.volume_capability.WhichOneof("access_type") == "block"
         )
-        with self.volume_locks.hold(volume_id):
-            disk = self.settle(self.require_disk(volume_id))
+        disks = self._disks
+        with disks.locks.hold(volume_id):
+            disk = disks.settle(disks.require(volume_id))
             if disk is None:
                 raise NotFound(f"volume {volume_id} does not exist")
             level = categories.effective_level(disk.category, disk.performance_level)
@@ -78,7 +76,7 @@ class ExpansionMixin(_Base):
                 )
             if size > disk.size_gib:
                 online = disk.status == port.IN_USE and bool(disk.attachments)
-                self.cloud.resize_disk(volume_id, size, online=online)
+                disks.cloud.resize_disk(volume_id, size, online=online)
                 log.info(
                     "ControllerExpandVolume: %s %d -> %d GiB (%s)",
                     volume_id,
@@ -86,7 +84,7 @@ class ExpansionMixin(_Base):
                     size,
                     "online" if online else "offline",
                 )
-                grown = self.wait_for(volume_id, lambda d: d is None or d.size_gib >= size)
+                grown = disks.wait_for(volume_id, lambda d: d is None or d.size_gib >= size)
                 if grown is None:
                     raise NotFound(f"volume {volume_id} disappeared while expanding")
                 disk = grown

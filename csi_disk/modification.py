@@ -1,7 +1,7 @@
 """CSI ControllerModifyVolume: change a disk's category or performance through ECS.
 
-A mixin in front of ``ControllerCore`` (VolumeAttributesClass parameters); the same keys
-given to CreateVolume as mutable_parameters shape the disk it creates. Requests are
+VolumeAttributesClass parameters; the same keys given to CreateVolume as
+mutable_parameters shape the disk it creates (``with_mutable``). Requests are
 checked against ECS's size rules before any call, so an impossible change is
 INVALID_ARGUMENT (the resizer marks it infeasible and stops) rather than an ECS refusal.
 A request that changes nothing answers OK without calling ECS. ECS refuses a change during
@@ -15,20 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
 
 from csi_disk import categories
 from csi_disk.categories import PERFORMANCE_LEVELS
 from csi_disk.cloud.port import Disk
 from csi_disk.csi_pb import csi_pb2
+from csi_disk.disks import Disks
 from csi_disk.errors import InvalidArgument, NotFound
 from csi_disk.parameters import MAX_PROVISIONED_IOPS, VolumeParameters, parse_count
 from csi_disk.volume_ids import check_id, validate_volume_id
-
-if TYPE_CHECKING:
-    from csi_disk.controller import ControllerCore as _Base
-else:
-    _Base = object
 
 log = logging.getLogger(__name__)
 
@@ -155,33 +150,36 @@ def _spec_matches(disk: Disk, target: Target) -> bool:
     )
 
 
-class ModificationMixin(_Base):
-    """ControllerModifyVolume for ``ControllerService``."""
+def with_mutable(params: VolumeParameters, mutable: Mapping[str, str]) -> VolumeParameters:
+    """A VolumeAttributesClass on CreateVolume: the keys ControllerModifyVolume takes, over
+    the StorageClass's parameters."""
+    if not mutable:
+        return params
+    return apply_to_create(params, parse_mutable(mutable))
 
-    def capability_types(self) -> list[int]:
-        return [*super().capability_types(), RPC.MODIFY_VOLUME]
 
-    def with_mutable(
-        self, params: VolumeParameters, mutable: Mapping[str, str]
-    ) -> VolumeParameters:
-        """A VolumeAttributesClass on CreateVolume: the keys ControllerModifyVolume takes."""
-        if not mutable:
-            return params
-        return apply_to_create(params, parse_mutable(mutable))
+class Modification:
+    """ControllerModifyVolume over the shared disks interface."""
 
-    def ControllerModifyVolume(
-        self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None
+    capabilities = (RPC.MODIFY_VOLUME,)
+
+    def __init__(self, disks: Disks) -> None:
+        self._disks = disks
+
+    def modify(
+        self, request: csi_pb2.ControllerModifyVolumeRequest
     ) -> csi_pb2.ControllerModifyVolumeResponse:
         check_id(request.volume_id, "volume_id")
         change = parse_mutable(request.mutable_parameters)
         volume_id = validate_volume_id(request.volume_id)
-        with self.volume_locks.hold(volume_id):
-            disk = self.settle(self.require_disk(volume_id))
+        disks = self._disks
+        with disks.locks.hold(volume_id):
+            disk = disks.settle(disks.require(volume_id))
             if disk is None:
                 raise NotFound(f"volume {volume_id} does not exist")
             target = resolve(disk, change)
             if not _spec_matches(disk, target):
-                self.cloud.modify_disk_spec(
+                disks.cloud.modify_disk_spec(
                     volume_id,
                     category=target.category if target.category != disk.category else "",
                     performance_level=target.performance_level
@@ -192,12 +190,12 @@ class ModificationMixin(_Base):
                     else None,
                 )
                 log.info("ControllerModifyVolume: %s -> %s", volume_id, target)
-                settled = self.wait_for(volume_id, lambda d: d is None or _spec_matches(d, target))
+                settled = disks.wait_for(volume_id, lambda d: d is None or _spec_matches(d, target))
                 if settled is None:
                     raise NotFound(f"volume {volume_id} disappeared while being modified")
                 disk = settled
             if change.bursting_enabled is not None and (
                 disk.bursting_enabled != change.bursting_enabled
             ):
-                self.cloud.modify_disk_spec(volume_id, bursting_enabled=change.bursting_enabled)
+                disks.cloud.modify_disk_spec(volume_id, bursting_enabled=change.bursting_enabled)
             return csi_pb2.ControllerModifyVolumeResponse()

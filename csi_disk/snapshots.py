@@ -1,6 +1,7 @@
 """CSI snapshots: Create, Delete, Get and ListSnapshots, and volumes restored from one.
 
-A mixin in front of ``ControllerCore``. Idempotency follows volumes: the ECS ClientToken is
+CreateVolume asks ``Snapshots.restore_source`` once for its content source. Idempotency
+follows volumes: the ECS ClientToken is
 derived from the CSI snapshot name and the snapshot carries the name as a tag, so a retry
 finds the snapshot whether or not the first answer arrived. CreateSnapshot never waits for
 ECS to finish: it answers ``ready_to_use=false`` and the snapshotter calls again.
@@ -14,7 +15,6 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -22,6 +22,7 @@ from csi_disk.categories import GIB
 from csi_disk.cloud.errors import EcsError
 from csi_disk.cloud.port import Snapshot
 from csi_disk.csi_pb import csi_pb2
+from csi_disk.disks import Disks
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
@@ -29,6 +30,7 @@ from csi_disk.errors import (
     NotFound,
     OutOfRange,
 )
+from csi_disk.locks import InFlight
 from csi_disk.parameters import parse_count
 from csi_disk.tokens import client_token
 from csi_disk.volume_ids import (
@@ -40,11 +42,6 @@ from csi_disk.volume_ids import (
     validate_snapshot_id,
     validate_volume_id,
 )
-
-if TYPE_CHECKING:
-    from csi_disk.controller import ControllerCore as _Base
-else:
-    _Base = object
 
 log = logging.getLogger(__name__)
 
@@ -128,25 +125,36 @@ def snapshot_message(snap: Snapshot) -> csi_pb2.Snapshot:
     return message
 
 
-class SnapshotsMixin(_Base):
-    """Snapshots for ``ControllerService``; relies on ``ControllerCore``'s helpers."""
+@dataclasses.dataclass(frozen=True)
+class Restore:
+    """The snapshot a CreateVolume restores, checked to be usable."""
 
-    def capability_types(self) -> list[int]:
-        return [
-            *super().capability_types(),
-            RPC.CREATE_DELETE_SNAPSHOT,
-            RPC.LIST_SNAPSHOTS,
-            RPC.GET_SNAPSHOT,
-        ]
+    snapshot_id: str
+    size_gib: int  # of the disk it was taken from: the least the volume may have
+    source: csi_pb2.VolumeContentSource  # echoed in the CreateVolume reply
+
+
+class Snapshots:
+    """The snapshot RPCs, and the restore source of CreateVolume, over the shared disks."""
+
+    capabilities = (RPC.CREATE_DELETE_SNAPSHOT, RPC.LIST_SNAPSHOTS, RPC.GET_SNAPSHOT)
+
+    def __init__(self, disks: Disks) -> None:
+        self._disks = disks
+        self._cloud = disks.cloud
+        self._names = InFlight()  # one CreateSnapshot per snapshot name at a time
 
     def describe_snapshot(self, snapshot_id: str) -> Snapshot | None:
-        page = self.cloud.describe_snapshots(snapshot_ids=[snapshot_id], max_results=10)
+        page = self._cloud.describe_snapshots(snapshot_ids=[snapshot_id], max_results=10)
         return next((s for s in page.items if s.id == snapshot_id), None)
 
     # --- restore ---------------------------------------------------------------------------
 
-    def _source_snapshot(self, request: csi_pb2.CreateVolumeRequest) -> Snapshot | None:
-        """The snapshot a CreateVolume restores, checked to be usable; None without one."""
+    def restore_source(self, request: csi_pb2.CreateVolumeRequest) -> Restore | None:
+        """The snapshot a CreateVolume restores, checked to be usable; None without one.
+
+        The one place the source snapshot is described: CreateVolume calls it once.
+        """
         if not request.HasField("volume_content_source"):
             return None
         source = request.volume_content_source
@@ -176,45 +184,18 @@ class SnapshotsMixin(_Base):
                 f"snapshot {snapshot_id} holds {snap.source_disk_size_gib} GiB, more than "
                 f"limit_bytes {limit}"
             )
-        return snap
-
-    def content_source(
-        self, request: csi_pb2.CreateVolumeRequest
-    ) -> tuple[str, csi_pb2.VolumeContentSource | None]:
-        """The source ``CreateVolume`` below has already checked: no second DescribeSnapshots."""
-        if not request.HasField("volume_content_source"):
-            return "", None
-        source = request.volume_content_source
-        return source.snapshot.snapshot_id, source
-
-    def CreateVolume(
-        self, request: csi_pb2.CreateVolumeRequest, context: Any = None
-    ) -> csi_pb2.CreateVolumeResponse:
-        """Without a capacity, a restored volume is as large as its snapshot.
-
-        The one place the source snapshot is described and checked; ``content_source``
-        relies on it.
-        """
-        snap = self._source_snapshot(request)
-        if snap is not None and not request.capacity_range.required_bytes:
-            sized = csi_pb2.CreateVolumeRequest()
-            sized.CopyFrom(request)
-            sized.capacity_range.required_bytes = snap.source_disk_size_gib * GIB
-            request = sized
-        return super().CreateVolume(request, context)
+        return Restore(snapshot_id, snap.source_disk_size_gib, source)
 
     # --- CreateSnapshot --------------------------------------------------------------------
 
-    def CreateSnapshot(
-        self, request: csi_pb2.CreateSnapshotRequest, context: Any = None
-    ) -> csi_pb2.CreateSnapshotResponse:
+    def create(self, request: csi_pb2.CreateSnapshotRequest) -> csi_pb2.CreateSnapshotResponse:
         name = validate_name(request.name)
         check_id(request.source_volume_id, "source_volume_id")
         params = parse_parameters(request.parameters)
         source = validate_volume_id(request.source_volume_id, "source_volume_id")
         for warning in params.warnings:
             log.warning("CreateSnapshot %s: %s", name, warning)
-        with self.name_locks.hold("snapshot/" + name):
+        with self._names.hold(name):
             existing = self._find_snapshot(name)
             if existing is None:
                 existing = self._create_snapshot(name, source, params)
@@ -226,21 +207,21 @@ class SnapshotsMixin(_Base):
             return csi_pb2.CreateSnapshotResponse(snapshot=snapshot_message(existing))
 
     def _find_snapshot(self, name: str) -> Snapshot | None:
-        found = self.cloud.describe_snapshots(tags={SNAPSHOT_NAME_TAG: name}, max_results=10)
+        found = self._cloud.describe_snapshots(tags={SNAPSHOT_NAME_TAG: name}, max_results=10)
         matches = [s for s in found.items if s.tags.get(SNAPSHOT_NAME_TAG) == name]
         if len(matches) > 1:
             log.error("snapshot name %s is tagged on %s", name, ", ".join(s.id for s in matches))
         return matches[0] if matches else None
 
     def _create_snapshot(self, name: str, source: str, params: SnapshotParameters) -> Snapshot:
-        self.require_disk(source)
+        self._disks.require(source)
         tags = {**params.tags, SNAPSHOT_NAME_TAG: name}
         ecs_name = name if _SNAPSHOT_NAME.fullmatch(name) and not name.startswith(
             ("auto", "http")
         ) else ""  # fmt: skip
         token = client_token(name)
         try:
-            snapshot_id = self.cloud.create_snapshot(
+            snapshot_id = self._cloud.create_snapshot(
                 source,
                 name=ecs_name,
                 client_token=token,
@@ -252,14 +233,14 @@ class SnapshotsMixin(_Base):
                 raise
             # The token was used for an earlier snapshot of this name that is gone now.
             log.warning("CreateSnapshot %s: stale client token, creating without it", name)
-            snapshot_id = self.cloud.create_snapshot(
+            snapshot_id = self._cloud.create_snapshot(
                 source, name=ecs_name, client_token="", tags=tags,
                 retention_days=params.retention_days,
             )  # fmt: skip
         log.info("CreateSnapshot %s: snapshot %s of %s", name, snapshot_id, source)
         snap = self.describe_snapshot(snapshot_id)
         if snap is None:  # not listed yet: report what was asked for, not ready
-            disk = self.require_disk(source)
+            disk = self._disks.require(source)
             snap = Snapshot(
                 id=snapshot_id,
                 source_disk_id=source,
@@ -271,16 +252,14 @@ class SnapshotsMixin(_Base):
 
     # --- DeleteSnapshot --------------------------------------------------------------------
 
-    def DeleteSnapshot(
-        self, request: csi_pb2.DeleteSnapshotRequest, context: Any = None
-    ) -> csi_pb2.DeleteSnapshotResponse:
+    def delete(self, request: csi_pb2.DeleteSnapshotRequest) -> csi_pb2.DeleteSnapshotResponse:
         snapshot_id = check_id(request.snapshot_id, "snapshot_id")
         if not is_snapshot_id(snapshot_id):
             return csi_pb2.DeleteSnapshotResponse()  # names no snapshot: deleted already
-        with self.volume_locks.hold(snapshot_id):
+        with self._disks.locks.hold(snapshot_id):
             try:
                 # Force: volumes restored from it are full disks of their own.
-                self.cloud.delete_snapshot(snapshot_id, force=True)
+                self._cloud.delete_snapshot(snapshot_id, force=True)
             except NotFound:
                 pass
             else:
@@ -289,9 +268,7 @@ class SnapshotsMixin(_Base):
 
     # --- GetSnapshot -----------------------------------------------------------------------
 
-    def GetSnapshot(
-        self, request: csi_pb2.GetSnapshotRequest, context: Any = None
-    ) -> csi_pb2.GetSnapshotResponse:
+    def get(self, request: csi_pb2.GetSnapshotRequest) -> csi_pb2.GetSnapshotResponse:
         """One snapshot by id; NOT_FOUND once it is gone (the snapshotter then stops asking)."""
         snapshot_id = validate_snapshot_id(request.snapshot_id)
         snap = self.describe_snapshot(snapshot_id)
@@ -301,9 +278,7 @@ class SnapshotsMixin(_Base):
 
     # --- ListSnapshots ---------------------------------------------------------------------
 
-    def ListSnapshots(
-        self, request: csi_pb2.ListSnapshotsRequest, context: Any = None
-    ) -> csi_pb2.ListSnapshotsResponse:
+    def list(self, request: csi_pb2.ListSnapshotsRequest) -> csi_pb2.ListSnapshotsResponse:
         if request.max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         limit = request.max_entries or 100
@@ -314,7 +289,7 @@ class SnapshotsMixin(_Base):
             return csi_pb2.ListSnapshotsResponse()  # a filter that names nothing matches nothing
         snapshot_ids = [snapshot_id] if snapshot_id else []
         try:
-            page = self.cloud.describe_snapshots(
+            page = self._cloud.describe_snapshots(
                 snapshot_ids=snapshot_ids,
                 disk_id=request.source_volume_id,
                 page_token=cloud_token,

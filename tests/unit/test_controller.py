@@ -461,7 +461,7 @@ def test_create_mismatched_token_without_disk_retries_with_a_derived_token(
     assert derived.startswith("h:")  # never empty: the cloud port refuses a tokenless create
     # A retry (new process: nothing remembered; tag lookup lagging) finds the same disk.
     cloud.find_disks = lambda **_: port.Page([])  # type: ignore[method-assign]
-    again = make(cloud, ctl.waiter).CreateVolume(create_request()).volume
+    again = make(cloud, ctl.disks.waiter).CreateVolume(create_request()).volume
     assert again.volume_id == vol.volume_id and len(cloud.disks) == 1
 
 
@@ -588,7 +588,7 @@ def test_delete_detaches_when_configured(cloud: InMemoryCloud, waiter: DiskWaite
 
 def test_delete_in_flight_is_aborted(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     disk = cloud.add_disk()
-    with ctl.volume_locks.hold(disk.id), pytest.raises(Aborted):
+    with ctl.disks.locks.hold(disk.id), pytest.raises(Aborted):
         ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=disk.id))
 
 

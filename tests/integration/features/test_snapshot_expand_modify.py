@@ -269,7 +269,7 @@ def test_modify_essd_pl0_to_pl1_and_refusals(
     node_emulator.admin("POST", "/modify-cooling", {"seconds": 600})
     try:
         modify(performanceLevel="PL1")
-        assert ctl.describe(vol.volume_id).performance_level == "PL1"  # type: ignore[union-attr]
+        assert ctl.disks.describe(vol.volume_id).performance_level == "PL1"  # type: ignore[union-attr]
         modify(performanceLevel="PL1")  # no change: OK without calling ECS
         assert code_of(lambda: modify(performanceLevel="PL2")) == "INVALID_ARGUMENT"
         assert code_of(lambda: modify(iops="1")) == "INVALID_ARGUMENT"
