@@ -6,15 +6,21 @@ would be lost), a disk is only attached within its own zone, and each instance g
 one attach and one detach in flight, detaches first, because ECS refuses more on instances
 without the concurrency feature. Every decision starts from a fresh DescribeDisks and every
 wait goes through the shared waiter, so a restarted plugin converges without a private poll.
+
+Waits and queues end at the call's deadline; an attach still in flight then is left to
+finish, and the retry waits for it. Only an attach Attaching for --operation-timeout since a
+call first waited for it counts as stuck and is undone.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from csi_disk.cloud.port import ATTACHING, DETACHING, IN_USE, RUNNING, Cloud, Disk
 from csi_disk.config import Config
+from csi_disk.deadlines import Deadline
 from csi_disk.disks import Waiter, settle
 from csi_disk.errors import Aborted, DeadlineExceeded, DriverError, FailedPrecondition, NotFound
 from csi_disk.locks import InstanceSlots
@@ -31,21 +37,38 @@ class Attacher:
         self._timeout = config.operation_timeout
         self._allow_takeover = config.allow_takeover
         self.slots = InstanceSlots()
+        # (disk, instance) -> when the first call waiting for that attach began.
+        self._attaching_since: dict[tuple[str, str], float] = {}
+        self._since_lock = threading.Lock()
+
+    def _deadline(self, deadline: Deadline | None) -> Deadline:
+        """The caller's deadline; without one, --operation-timeout from now."""
+        return deadline if deadline is not None else Deadline.after(self._timeout)
 
     def _describe(self, disk_id: str) -> Disk | None:
         found = [d for d in self._cloud.describe_disks([disk_id]) if d.id == disk_id]
         return found[0] if found else None
 
-    def _wait(self, disk_id: str, until: Callable[[Disk | None], bool]) -> Disk | None:
-        return self._waiter.wait(disk_id, until, self._timeout)
+    def _wait(
+        self, disk_id: str, until: Callable[[Disk | None], bool], deadline: Deadline
+    ) -> Disk | None:
+        return self._waiter.wait(disk_id, until, deadline.remaining())
 
     # --- attach -------------------------------------------------------------------------
 
-    def attach(self, disk_id: str, instance_id: str, *, known: Disk | None = None) -> Disk:
+    def attach(
+        self,
+        disk_id: str,
+        instance_id: str,
+        deadline: Deadline | None = None,
+        *,
+        known: Disk | None = None,
+    ) -> Disk:
         """Attach ``disk_id`` to ``instance_id`` and return it In_use; OK when already there.
 
         ``known`` is the disk as the caller just described it, which saves a DescribeDisks.
         """
+        deadline = self._deadline(deadline)
         disk = known if known is not None else self._describe(disk_id)
         if disk is None:
             raise NotFound(f"disk {disk_id} does not exist")
@@ -58,8 +81,8 @@ class Attacher:
                 f"{instance.zone}: a disk attaches only within its zone"
             )
         if disk.attached_to(instance_id) and disk.status == ATTACHING:
-            return self._wait_attached(disk_id, instance_id)
-        settled = settle(self._waiter, disk, self._timeout)
+            return self._wait_attached(disk_id, instance_id, deadline)
+        settled = settle(self._waiter, disk, deadline)
         if settled is None:
             raise NotFound(f"disk {disk_id} does not exist")
         if settled.attached_to(instance_id):
@@ -67,11 +90,12 @@ class Attacher:
         if not settled.multi_attach:
             self.release(
                 settled,
+                deadline,
                 keep=instance_id,
                 force=self._allow_takeover,
                 purpose=f"using it on {instance_id}",
             )
-        with self.slots.attach(instance_id, self._timeout):
+        with self.slots.attach(instance_id, deadline.remaining()):
             current = self._describe(disk_id)
             if current is None:
                 raise NotFound(f"disk {disk_id} does not exist")
@@ -86,28 +110,44 @@ class Attacher:
                     again = self._describe(disk_id)
                     if again is None or not again.attached_to(instance_id):
                         raise
-            return self._wait_attached(disk_id, instance_id)
+            return self._wait_attached(disk_id, instance_id, deadline)
 
-    def _wait_attached(self, disk_id: str, instance_id: str) -> Disk:
+    def _wait_attached(self, disk_id: str, instance_id: str, deadline: Deadline) -> Disk:
+        """Wait for the attach until the call's deadline, or until it has been Attaching
+        for --operation-timeout since the first call waited for it: then it is stuck."""
+
         def attached(d: Disk | None) -> bool:
             return d is None or (d.attached_to(instance_id) and d.status == IN_USE)
 
+        key = (disk_id, instance_id)
+        with self._since_lock:
+            since = self._attaching_since.setdefault(key, deadline.start)
+        stuck_at = Deadline(at=since + self._timeout, start=since)
+        stuck = stuck_at.at <= deadline.at
         try:
-            disk = self._wait(disk_id, attached)
+            disk = self._wait(disk_id, attached, stuck_at if stuck else deadline)
         except DeadlineExceeded as err:
-            disk = self._undo_stuck_attach(disk_id, instance_id, err)
+            disk = self._after_timeout(disk_id, instance_id, err, stuck=stuck)
+        self._forget_attach(key)
         if disk is None:
             raise NotFound(f"disk {disk_id} was deleted while attaching")
         return disk
 
-    def _undo_stuck_attach(
-        self, disk_id: str, instance_id: str, err: DeadlineExceeded
-    ) -> Disk | None:
-        """Give back the instance's attach slot that a disk stuck Attaching holds.
+    def _forget_attach(self, key: tuple[str, str]) -> None:
+        with self._since_lock:
+            self._attaching_since.pop(key, None)
 
-        Returns the disk when it did finish right at the bound; otherwise raises Aborted
-        once the attach is undone, so the caller's retry starts from a clean state.
+    def _after_timeout(
+        self, disk_id: str, instance_id: str, err: DeadlineExceeded, *, stuck: bool
+    ) -> Disk | None:
+        """Look at an attach whose wait ran out: keep one that finished right at the bound;
+        leave one still in flight to the caller's retry, unless it is ``stuck``: then give
+        back the instance's attach slot it holds by detaching it.
+
+        Raises the timeout when the attach is still in flight, or Aborted once a stuck one
+        is undone, so the caller's retry starts from a clean state.
         """
+        key = (disk_id, instance_id)
         try:
             disk = self._describe(disk_id)
         except DriverError as describe_err:
@@ -120,7 +160,11 @@ class Attacher:
         if disk.attached_to(instance_id) and disk.status == IN_USE:
             return disk
         if not disk.attached_to(instance_id):
+            self._forget_attach(key)
             raise err
+        if not stuck:
+            raise err  # the caller gave up first; the attach goes on, the retry waits for it
+        self._forget_attach(key)  # the next call gives it a full bound again
         log.warning("disk %s stuck attaching to %s: detaching it", disk_id, instance_id)
         try:
             self._cloud.detach_disk(disk_id, instance_id)
@@ -131,12 +175,21 @@ class Attacher:
 
     # --- detach -------------------------------------------------------------------------
 
-    def release(self, disk: Disk, *, keep: str = "", force: bool, purpose: str) -> None:
+    def release(
+        self,
+        disk: Disk,
+        deadline: Deadline | None = None,
+        *,
+        keep: str = "",
+        force: bool,
+        purpose: str,
+    ) -> None:
         """Detach ``disk`` from every holder but ``keep`` before ``purpose``.
 
         A Running holder may still have unflushed writes: unless ``force``, it is refused
         with FailedPrecondition before anything is detached, so a refusal changes nothing.
         """
+        deadline = self._deadline(deadline)
         holders = [h for h in disk.attachments if h != keep]
         states: dict[str, str] = {}
         for holder in holders:
@@ -156,20 +209,23 @@ class Attacher:
                 states[holder],
                 purpose,
             )
-            self.detach(disk.id, holder)
+            self.detach(disk.id, holder, deadline)
 
-    def detach(self, disk_id: str, instance_id: str) -> None:
+    def detach(self, disk_id: str, instance_id: str, deadline: Deadline | None = None) -> None:
         """Detach ``disk_id`` from ``instance_id``; OK when it is gone or not attached there.
 
         Returns once the disk no longer lists the instance and is not Detaching, so a
         DeleteVolume or an attach elsewhere that follows finds it settled.
         """
+        deadline = self._deadline(deadline)
         disk = self._describe(disk_id)
         if disk is None or not disk.attached_to(instance_id):
             return
-        with self.slots.detach(instance_id, self._timeout):
+        with self.slots.detach(instance_id, deadline.remaining()):
             if disk.status == ATTACHING:
-                disk = self._wait(disk_id, lambda d: d is None or d.status != ATTACHING)
+                disk = self._wait(
+                    disk_id, lambda d: d is None or d.status != ATTACHING, deadline
+                )
                 if disk is None or not disk.attached_to(instance_id):
                     return
             if disk.status != DETACHING:
@@ -190,4 +246,5 @@ class Attacher:
             self._wait(
                 disk_id,
                 lambda d: d is None or (not d.attached_to(instance_id) and d.status != DETACHING),
+                deadline,
             )

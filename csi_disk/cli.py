@@ -73,7 +73,11 @@ SERVE_FLAGS = [
     Flag("ram-role", "RAM role of the instance to take credentials from; empty: discover it"),
     Flag("workers", "gRPC worker threads (the sidecars run up to 100 workers each)", int),
     Flag("drain-timeout", "seconds to let in-flight calls finish on SIGTERM", float),
-    Flag("operation-timeout", "seconds to wait for a disk to settle in one call", float),
+    Flag(
+        "operation-timeout",
+        "seconds one call may wait for ECS at most; a caller's shorter deadline ends it sooner",
+        float,
+    ),
     Flag("detach-before-delete", "detach a disk from its instance before DeleteVolume", _bool),
     Flag(
         "allow-takeover",

@@ -34,7 +34,7 @@ class Config:
     ram_role: str = ""
     workers: int = 128  # the sidecars run up to 100 workers each
     drain_timeout: float = 30.0
-    operation_timeout: float = 300.0  # bound on waiting for a disk state change
+    operation_timeout: float = 300.0  # bound on one call's waits, below its caller's deadline
     detach_before_delete: bool = False
     allow_takeover: bool = False  # attach a disk still held by a Running instance
 

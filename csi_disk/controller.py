@@ -31,6 +31,7 @@ from csi_disk.cloud.errors import EcsError, is_unsupported_here
 from csi_disk.cloud.port import Cloud, Disk, DiskRequest
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.deadlines import Deadline
 from csi_disk.disks import Disks, Waiter
 from csi_disk.errors import (
     Aborted,
@@ -88,7 +89,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self.config = config
         self.cloud = cloud
         self.default_zone = default_zone
-        self.disks = Disks(cloud, waiter, timeout=config.operation_timeout)
+        self.disks = Disks(cloud, waiter)
         self.name_locks = InFlight()
         self.attacher = Attacher(cloud, waiter, config)
         self.known = KnownVolumes(KNOWN_NAMES)
@@ -99,6 +100,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     @property
     def controller_attach(self) -> bool:
         return self.config.attach_mode == "controller"
+
+    def deadline(self, context: Any) -> Deadline:
+        """The call's deadline: its caller's, never past --operation-timeout."""
+        return Deadline.of(context, self.config.operation_timeout)
 
     def capability_types(self) -> list[int]:
         caps = [
@@ -119,6 +124,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: Any = None
     ) -> csi_pb2.CreateVolumeResponse:
+        deadline = self.deadline(context)
         restore = self.snapshots.restore_source(request)
         name = validate_name(request.name)
         params = with_mutable(parameters.parse(request.parameters), request.mutable_parameters)
@@ -152,7 +158,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             disk = self._known_disk(asked)
             if disk is None:
                 disk = self._create(asked)
-            settled = self.disks.settle(disk)
+                # Known before it settles: a retry after this call's deadline waits for
+                # this disk instead of asking ECS for another.
+                self.known.remember(name, disk.id)
+            settled = self.disks.settle(disk, deadline)
             for _ in range(TOKEN_GENERATIONS):
                 if settled is not None:
                     break
@@ -162,7 +171,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                 log.info("CreateVolume %s: disk %s is gone; creating anew", name, disk.id)
                 token = client_token(f"{name}@{disk.id}")
                 disk = self._create(asked, token)
-                settled = self.disks.settle(disk)
+                self.known.remember(name, disk.id)
+                settled = self.disks.settle(disk, deadline)
             if settled is None:
                 self.known.forget(name)
                 raise ResourceExhausted(f"disk {disk.id} for {name} vanished while being created")
@@ -367,17 +377,18 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     def DeleteVolume(
         self, request: csi_pb2.DeleteVolumeRequest, context: Any = None
     ) -> csi_pb2.DeleteVolumeResponse:
+        deadline = self.deadline(context)
         volume_id = check_id(request.volume_id, "volume_id")
         if not is_disk_id(volume_id):
             return csi_pb2.DeleteVolumeResponse()  # names no disk: deleted already
         with self.disks.locks.hold(volume_id):
             disk = self.disks.describe(volume_id)
             if disk is not None:
-                disk = self.disks.settle(disk)
+                disk = self.disks.settle(disk, deadline)
             if disk is None:
                 return csi_pb2.DeleteVolumeResponse()
             self.attacher.release(
-                disk, force=self.config.detach_before_delete, purpose="deleting it"
+                disk, deadline, force=self.config.detach_before_delete, purpose="deleting it"
             )
             with contextlib.suppress(NotFound):
                 self.cloud.delete_disk(volume_id)
@@ -391,6 +402,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ControllerPublishVolumeResponse:
         if not self.controller_attach:
             raise Unimplemented("attach happens on the node (--attach-mode node)")
+        deadline = self.deadline(context)
         check_id(request.volume_id, "volume_id")
         check_id(request.node_id, "node_id")
         if not request.HasField("volume_capability"):
@@ -400,7 +412,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         with self.disks.locks.hold(volume_id):
             disk = self.disks.require(volume_id)
             capabilities.check(request.volume_capability, multi_attach=disk.multi_attach)
-            disk = self.attacher.attach(volume_id, node_id, known=disk)
+            disk = self.attacher.attach(volume_id, node_id, deadline, known=disk)
             log.info("ControllerPublishVolume: %s attached to %s", volume_id, node_id)
             return self._published(disk)
 
@@ -415,17 +427,18 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ControllerUnpublishVolumeResponse:
         if not self.controller_attach:
             raise Unimplemented("detach happens on the node (--attach-mode node)")
+        deadline = self.deadline(context)
         volume_id = check_id(request.volume_id, "volume_id")
         node_id = check_id(request.node_id, "node_id") if request.node_id else ""
         if not is_disk_id(volume_id) or (node_id and not is_instance_id(node_id)):
             return csi_pb2.ControllerUnpublishVolumeResponse()  # nothing there to detach
         with self.disks.locks.hold(volume_id):
             if node_id:
-                self.attacher.detach(volume_id, node_id)
+                self.attacher.detach(volume_id, node_id, deadline)
             else:  # the spec's "from every node it is published to"
                 disk = self.disks.describe(volume_id)
                 for instance_id in disk.attachments if disk is not None else ():
-                    self.attacher.detach(volume_id, instance_id)
+                    self.attacher.detach(volume_id, instance_id, deadline)
             return csi_pb2.ControllerUnpublishVolumeResponse()
 
     # --- queries ---------------------------------------------------------------------------
@@ -550,12 +563,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     def ControllerExpandVolume(
         self, request: csi_pb2.ControllerExpandVolumeRequest, context: Any = None
     ) -> csi_pb2.ControllerExpandVolumeResponse:
-        return self.expansion.expand(request)
+        return self.expansion.expand(request, self.deadline(context))
 
     def ControllerModifyVolume(
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None
     ) -> csi_pb2.ControllerModifyVolumeResponse:
-        return self.modification.modify(request)
+        return self.modification.modify(request, self.deadline(context))
 
 
 def _label(request: DiskRequest) -> str:

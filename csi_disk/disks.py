@@ -3,7 +3,8 @@ the per-volume in-flight locks, with the reads and waits every handler repeats.
 
 Creation, snapshots, expansion and modification each take this small interface instead of
 reaching into the controller servicer, so a feature is an object over it, not a mixin.
-Waiting for a disk state always goes through the shared waiter, never a private poll.
+Waiting for a disk state always goes through the shared waiter, never a private poll, and
+never past the call's deadline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from csi_disk.cloud.port import ATTACHING, CREATING, DETACHING, REINITING, Cloud, Disk
+from csi_disk.deadlines import Deadline
 from csi_disk.errors import NotFound
 from csi_disk.locks import InFlight
 
@@ -27,20 +29,23 @@ class Waiter(Protocol):
     ) -> Disk | None: ...
 
 
-def settle(waiter: Waiter, disk: Disk, timeout: float) -> Disk | None:
+def settle(waiter: Waiter, disk: Disk, deadline: Deadline) -> Disk | None:
     """Wait until ``disk`` leaves a transitional status; None once it is gone."""
     if disk.status not in TRANSITIONAL:
         return disk
-    return waiter.wait(disk.id, lambda d: d is None or d.status not in TRANSITIONAL, timeout)
+
+    def settled(d: Disk | None) -> bool:
+        return d is None or d.status not in TRANSITIONAL
+
+    return waiter.wait(disk.id, settled, deadline.remaining())
 
 
 class Disks:
     """The cloud port, the shared waiter and one in-flight lock per volume or snapshot id."""
 
-    def __init__(self, cloud: Cloud, waiter: Waiter, *, timeout: float) -> None:
+    def __init__(self, cloud: Cloud, waiter: Waiter) -> None:
         self.cloud = cloud
         self.waiter = waiter
-        self.timeout = timeout  # bound on one wait for a disk state
         self.locks = InFlight()
 
     def describe(self, disk_id: str) -> Disk | None:
@@ -53,9 +58,12 @@ class Disks:
             raise NotFound(f"volume {volume_id} does not exist")
         return disk
 
-    def settle(self, disk: Disk) -> Disk | None:
+    def settle(self, disk: Disk, deadline: Deadline) -> Disk | None:
         """Wait until the disk leaves a transitional status; None once it is gone."""
-        return settle(self.waiter, disk, self.timeout)
+        return settle(self.waiter, disk, deadline)
 
-    def wait_for(self, disk_id: str, until: Callable[[Disk | None], bool]) -> Disk | None:
-        return self.waiter.wait(disk_id, until, self.timeout)
+    def wait_for(
+        self, disk_id: str, until: Callable[[Disk | None], bool], deadline: Deadline
+    ) -> Disk | None:
+        """Wait until ``until(disk)``; DeadlineExceeded naming the disk at the deadline."""
+        return self.waiter.wait(disk_id, until, deadline.remaining())

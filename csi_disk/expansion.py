@@ -13,6 +13,7 @@ from csi_disk import categories
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
 from csi_disk.csi_pb import csi_pb2
+from csi_disk.deadlines import Deadline
 from csi_disk.disks import Disks
 from csi_disk.errors import InvalidArgument, NotFound, OutOfRange
 from csi_disk.volume_ids import check_id, validate_volume_id
@@ -49,7 +50,7 @@ class Expansion:
         self._disks = disks
 
     def expand(
-        self, request: csi_pb2.ControllerExpandVolumeRequest
+        self, request: csi_pb2.ControllerExpandVolumeRequest, deadline: Deadline
     ) -> csi_pb2.ControllerExpandVolumeResponse:
         check_id(request.volume_id, "volume_id")
         size = target_size_gib(request.capacity_range)
@@ -60,7 +61,7 @@ class Expansion:
         )
         disks = self._disks
         with disks.locks.hold(volume_id):
-            disk = disks.settle(disks.require(volume_id))
+            disk = disks.settle(disks.require(volume_id), deadline)
             if disk is None:
                 raise NotFound(f"volume {volume_id} does not exist")
             level = categories.effective_level(disk.category, disk.performance_level)
@@ -84,7 +85,9 @@ class Expansion:
                     size,
                     "online" if online else "offline",
                 )
-                grown = disks.wait_for(volume_id, lambda d: d is None or d.size_gib >= size)
+                grown = disks.wait_for(
+                    volume_id, lambda d: d is None or d.size_gib >= size, deadline
+                )
                 if grown is None:
                     raise NotFound(f"volume {volume_id} disappeared while expanding")
                 disk = grown

@@ -20,6 +20,7 @@ from csi_disk import categories
 from csi_disk.categories import PERFORMANCE_LEVELS
 from csi_disk.cloud.port import Disk
 from csi_disk.csi_pb import csi_pb2
+from csi_disk.deadlines import Deadline
 from csi_disk.disks import Disks
 from csi_disk.errors import InvalidArgument, NotFound
 from csi_disk.parameters import MAX_PROVISIONED_IOPS, VolumeParameters, parse_count
@@ -167,14 +168,14 @@ class Modification:
         self._disks = disks
 
     def modify(
-        self, request: csi_pb2.ControllerModifyVolumeRequest
+        self, request: csi_pb2.ControllerModifyVolumeRequest, deadline: Deadline
     ) -> csi_pb2.ControllerModifyVolumeResponse:
         check_id(request.volume_id, "volume_id")
         change = parse_mutable(request.mutable_parameters)
         volume_id = validate_volume_id(request.volume_id)
         disks = self._disks
         with disks.locks.hold(volume_id):
-            disk = disks.settle(disks.require(volume_id))
+            disk = disks.settle(disks.require(volume_id), deadline)
             if disk is None:
                 raise NotFound(f"volume {volume_id} does not exist")
             target = resolve(disk, change)
@@ -190,7 +191,9 @@ class Modification:
                     else None,
                 )
                 log.info("ControllerModifyVolume: %s -> %s", volume_id, target)
-                settled = disks.wait_for(volume_id, lambda d: d is None or _spec_matches(d, target))
+                settled = disks.wait_for(
+                    volume_id, lambda d: d is None or _spec_matches(d, target), deadline
+                )
                 if settled is None:
                     raise NotFound(f"volume {volume_id} disappeared while being modified")
                 disk = settled

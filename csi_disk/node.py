@@ -24,6 +24,7 @@ from csi_disk.cloud.port import Cloud
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
+from csi_disk.deadlines import Deadline
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
@@ -235,6 +236,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def node_id(self) -> str:
         return self.instance_id
 
+    def deadline(self, context: grpc.ServicerContext | None) -> Deadline:
+        """The call's deadline: its caller's, never past --operation-timeout."""
+        return Deadline.of(context, self.config.operation_timeout)
+
     def _path(self, text: str, field: str, *, leaf_link_ok: bool = False) -> Path:
         """A caller's path, checked as text and then for links that lead out of the
         kubelet directory (mkdir, mount(8) and open(2) would follow them)."""
@@ -308,20 +313,22 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         omit = request.volume_context.get(OMIT_FSCK_KEY, "").strip().lower()
         omit_fsck = omit in ("true", "yes", "1")
         disk_id = validate_volume_id(request.volume_id)
+        deadline = self.deadline(context)
         with self._locks.hold(disk_id):
-            device = self._attached_device(disk_id, request.publish_context.get(SERIAL_KEY, ""))
+            serial = request.publish_context.get(SERIAL_KEY, "")
+            device = self._attached_device(disk_id, serial, deadline)
             if not wanted.block:
                 self._stage_filesystem(
                     disk_id, device, staging, wanted, mkfs_options, omit_fsck=omit_fsck
                 )
         return csi_pb2.NodeStageVolumeResponse()
 
-    def _attached_device(self, disk_id: str, serial: str) -> Path:
+    def _attached_device(self, disk_id: str, serial: str, deadline: Deadline) -> Path:
         """Attach (node attach mode) and find the disk's device, checked by its serial."""
         if self._attacher is not None:
-            self._attacher.attach(disk_id, self.instance_id)
+            self._attacher.attach(disk_id, self.instance_id, deadline)
             failpoint("stage:after-attach")
-            device = self._host.wait_for_device(disk_id, self._device_timeout)
+            device = self._host.wait_for_device(disk_id, deadline.within(self._device_timeout))
         else:
             device = self._host.find_device(disk_id)
             if device is None:
@@ -329,8 +336,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 if not serial:
                     timeout = min(timeout, UNPUBLISHED_DEVICE_GRACE)
                 try:
-                    device = self._host.wait_for_device(disk_id, timeout)
+                    device = self._host.wait_for_device(disk_id, deadline.within(timeout))
                 except DriverError as err:
+                    if deadline.expired:
+                        raise  # the caller's time ran out, not the device's
                     raise FailedPrecondition(
                         f"disk {disk_id} is not attached to this node ({err.message})"
                     ) from err
@@ -415,7 +424,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                             f"disk {disk_id} is still mounted at {where}; not detaching it"
                         )
                 failpoint("unstage:before-detach")
-                self._attacher.detach(disk_id, self.instance_id)
+                self._attacher.detach(disk_id, self.instance_id, self.deadline(context))
         return csi_pb2.NodeUnstageVolumeResponse()
 
     # --- publish ------------------------------------------------------------------------
@@ -567,7 +576,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 usage=[Usage(unit=Usage.BYTES, total=size)],
                 volume_condition=csi_pb2.VolumeCondition(abnormal=False, message="ok"),
             )
-        got = self._host.stats(path, self._stats_timeout)
+        got = self._host.stats(path, self.deadline(context).within(self._stats_timeout))
         return csi_pb2.NodeGetVolumeStatsResponse(
             usage=[
                 Usage(

@@ -157,6 +157,13 @@ class InMemoryCloud:
                 self._spec[disk_id].cooling = 0
                 self._land_spec(disk_id)
 
+    def hurry(self, disk_id: str) -> None:
+        """Let the disk's pending status change (Creating, Attaching, ...) finish at the next
+        DescribeDisks, however long ``latency`` made it."""
+        with self._lock:
+            if disk_id in self._pending:
+                self._pending[disk_id].ticks = 0
+
     def release_stuck_attach(self, instance_id: str) -> None:
         """Let attaches stuck on ``instance_id`` finish at the next DescribeDisks."""
         with self._lock:

@@ -1,4 +1,5 @@
-"""CreateVolume while disks really take a second to create: lost replies and a burst.
+"""CreateVolume while disks really take a second to create: lost replies, a caller's
+deadline shorter than the create, and a burst.
 
 A reply is lost only once CreateDisk has reached ECS (the disk's row exists), never on a
 timer that may expire before the call is sent. How few DescribeDisks a burst costs is a
@@ -90,6 +91,25 @@ def test_controller_killed_while_creating_then_retry_gives_the_same_disk(
     rows = disks_named(slow, "killed-while-creating")
     assert [r["id"] for r in rows] == [reply.volume.volume_id]
     assert rows[0]["status"] == "Available"
+
+
+def test_past_its_callers_deadline_create_frees_the_name_and_the_retry_gets_the_disk(
+    daemon: Daemon, slow: EmulatorInfo
+) -> None:
+    """The provisioner's timeout runs out while the disk is still Creating: the controller
+    answers DEADLINE_EXCEEDED itself, before the caller's deadline and with its lock already
+    released, and the same request again finds that disk: one CreateDisk in all."""
+    request = create_request("past-deadline", requisite=[{ZONE_KEY: slow.zones[0]}])
+    slow.admin("POST", "/calls/reset")
+    with pytest.raises(grpc.RpcError) as late:
+        daemon.controller.CreateVolume(request, timeout=0.5)
+    (row,) = disks_named(slow, "past-deadline")
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert row["id"] in late.value.details(), "the caller's own timeout, not the driver's answer"
+    reply = daemon.controller.CreateVolume(request, timeout=30)  # not ABORTED: nothing holds it
+    assert reply.volume.volume_id == row["id"]
+    assert disks_named(slow, "past-deadline")[0]["status"] == "Available"
+    assert slow.admin("GET", "/calls")["calls"].get("CreateDisk") == 1
 
 
 def test_burst_of_creates_gives_each_name_its_own_disk(daemon: Daemon, slow: EmulatorInfo) -> None:
