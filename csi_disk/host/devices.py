@@ -40,8 +40,10 @@ def _read_text(path: Path) -> str | None:
 
 def _block_device(path: Path) -> Path | None:
     """``path`` resolved through links, if it ends at a block device node."""
-    resolved = Path(os.path.realpath(path))
     try:
+        # strict: a link that appears between resolving and stat'ing must not be returned
+        # unresolved, as a lenient realpath of a missing path would leave it.
+        resolved = Path(os.path.realpath(path, strict=True))
         mode = resolved.stat().st_mode
     except OSError:
         return None
