@@ -114,7 +114,9 @@ class Attacher:
 
     def _wait_attached(self, disk_id: str, instance_id: str, deadline: Deadline) -> Disk:
         """Wait for the attach until the call's deadline, or until it has been Attaching
-        for --operation-timeout since the first call waited for it: then it is stuck."""
+        for --operation-timeout since the first call waited for it: then it is stuck and
+        is undone. An attach still in flight at the caller's deadline is left to the retry,
+        which goes on counting from the same start."""
 
         def attached(d: Disk | None) -> bool:
             return d is None or (d.attached_to(instance_id) and d.status == IN_USE)
@@ -127,44 +129,34 @@ class Attacher:
         try:
             disk = self._wait(disk_id, attached, stuck_at if stuck else deadline)
         except DeadlineExceeded as err:
-            disk = self._after_timeout(disk_id, instance_id, err, stuck=stuck)
-        self._forget_attach(key)
+            try:
+                disk = self._describe(disk_id)
+            except DriverError as describe_err:
+                log.warning(
+                    "could not look at disk %s after its attach timed out: %s",
+                    disk_id,
+                    describe_err,
+                )
+                raise err from None
+            if disk is not None and not attached(disk):
+                if disk.attached_to(instance_id) and not stuck:
+                    raise  # the caller gave up first; its retry waits for this attach
+                self._forget(key)
+                if not disk.attached_to(instance_id):
+                    raise
+                self._undo_stuck_attach(disk_id, instance_id, err)
+        self._forget(key)
         if disk is None:
             raise NotFound(f"disk {disk_id} was deleted while attaching")
         return disk
 
-    def _forget_attach(self, key: tuple[str, str]) -> None:
+    def _forget(self, key: tuple[str, str]) -> None:
         with self._since_lock:
             self._attaching_since.pop(key, None)
 
-    def _after_timeout(
-        self, disk_id: str, instance_id: str, err: DeadlineExceeded, *, stuck: bool
-    ) -> Disk | None:
-        """Look at an attach whose wait ran out: keep one that finished right at the bound;
-        leave one still in flight to the caller's retry, unless it is ``stuck``: then give
-        back the instance's attach slot it holds by detaching it.
-
-        Raises the timeout when the attach is still in flight, or Aborted once a stuck one
-        is undone, so the caller's retry starts from a clean state.
-        """
-        key = (disk_id, instance_id)
-        try:
-            disk = self._describe(disk_id)
-        except DriverError as describe_err:
-            log.warning(
-                "could not look at disk %s after its attach timed out: %s", disk_id, describe_err
-            )
-            raise err from None
-        if disk is None:
-            return None
-        if disk.attached_to(instance_id) and disk.status == IN_USE:
-            return disk
-        if not disk.attached_to(instance_id):
-            self._forget_attach(key)
-            raise err
-        if not stuck:
-            raise err  # the caller gave up first; the attach goes on, the retry waits for it
-        self._forget_attach(key)  # the next call gives it a full bound again
+    def _undo_stuck_attach(self, disk_id: str, instance_id: str, err: DeadlineExceeded) -> None:
+        """Give back the instance's attach slot that a disk stuck Attaching holds; raises
+        Aborted once the attach is undone, so the caller's retry starts from a clean state."""
         log.warning("disk %s stuck attaching to %s: detaching it", disk_id, instance_id)
         try:
             self._cloud.detach_disk(disk_id, instance_id)

@@ -185,6 +185,42 @@ def test_an_attach_stuck_past_the_operation_timeout_is_undone_by_a_later_call(
     assert cloud.calls["attach_disk"] == 1
 
 
+def test_a_finished_attach_is_not_counted_against_the_next_one(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    """The clock of a stuck attach starts anew for each attach: one that waited and
+    finished long ago makes a later slow attach of the same disk look stuck to nobody."""
+    cloud.latency = 5  # each attach waits a few polls
+    disk = cloud.add_disk()
+    attacher = Attacher(cloud, waiter, Config(operation_timeout=0.4))
+    attacher.attach(disk.id, "i-here", Deadline.of(Caller(5.0), 0.4))
+    attacher.detach(disk.id, "i-here", Deadline.of(Caller(5.0), 0.4))
+    time.sleep(0.5)  # longer than --operation-timeout since the first attach began
+    got = attacher.attach(disk.id, "i-here", Deadline.of(Caller(5.0), 0.4))
+    assert got.status == port.IN_USE
+    assert cloud.calls["detach_disk"] == 1  # the explicit detach only, no undo
+    assert cloud.calls["attach_disk"] == 2
+
+
+def test_after_a_refused_undo_the_retry_gives_the_attach_a_full_bound_again(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    cloud.stuck_attach.add("i-here")
+    disk = cloud.add_disk()
+    attacher = Attacher(cloud, waiter, Config(operation_timeout=0.4))
+    with pytest.raises(DeadlineExceeded):
+        attacher.attach(disk.id, "i-here")  # stuck; ECS refuses the undo while Attaching
+    assert cloud.calls["detach_disk"] == 1
+    finish = threading.Timer(0.1, cloud.release_stuck_attach, ("i-here",))
+    finish.start()
+    try:
+        got = attacher.attach(disk.id, "i-here")  # waits again, and sees it land
+    finally:
+        finish.join()
+    assert got.status == port.IN_USE
+    assert cloud.calls["detach_disk"] == 1 and cloud.calls["attach_disk"] == 1
+
+
 # --- the node --------------------------------------------------------------------------------
 
 
