@@ -303,6 +303,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeStageVolume(
         self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeStageVolumeResponse:
+        deadline = self.deadline(context)
         check_id(request.volume_id, "volume_id")
         staging = self._path(request.staging_target_path, "staging_target_path")
         wanted = _require_capability(request)
@@ -313,7 +314,6 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         omit = request.volume_context.get(OMIT_FSCK_KEY, "").strip().lower()
         omit_fsck = omit in ("true", "yes", "1")
         disk_id = validate_volume_id(request.volume_id)
-        deadline = self.deadline(context)
         with self._locks.hold(disk_id):
             serial = request.publish_context.get(SERIAL_KEY, "")
             device = self._attached_device(disk_id, serial, deadline)
@@ -403,6 +403,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeUnstageVolume(
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnstageVolumeResponse:
+        deadline = self.deadline(context)
         disk_id = check_id(request.volume_id, "volume_id")
         staging = self._path(request.staging_target_path, "staging_target_path")
         if not is_disk_id(disk_id):
@@ -424,7 +425,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                             f"disk {disk_id} is still mounted at {where}; not detaching it"
                         )
                 failpoint("unstage:before-detach")
-                self._attacher.detach(disk_id, self.instance_id, self.deadline(context))
+                self._attacher.detach(disk_id, self.instance_id, deadline)
         return csi_pb2.NodeUnstageVolumeResponse()
 
     # --- publish ------------------------------------------------------------------------
@@ -543,6 +544,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetVolumeStats(
         self, request: csi_pb2.NodeGetVolumeStatsRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
+        deadline = self.deadline(context)
         disk_id = self._volume_id_at(request.volume_id, request.volume_path)
         path = self._volume_path(request.volume_path, disk_id)
         if not path.exists():
@@ -576,7 +578,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 usage=[Usage(unit=Usage.BYTES, total=size)],
                 volume_condition=csi_pb2.VolumeCondition(abnormal=False, message="ok"),
             )
-        got = self._host.stats(path, self.deadline(context).within(self._stats_timeout))
+        got = self._host.stats(path, deadline.within(self._stats_timeout))
         return csi_pb2.NodeGetVolumeStatsResponse(
             usage=[
                 Usage(
