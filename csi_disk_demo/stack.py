@@ -23,7 +23,7 @@ from csi_disk_demo.cluster import Plugin
 from csi_disk_emulator.process import (
     EmulatorInfo,
     EmulatorInstance,
-    die_with_parent,
+    dying_with_parent,
     start_emulator,
     stop_emulator,
     stop_process,
@@ -187,11 +187,10 @@ def start_serve(
     it does not wait for the socket (callers wait in the way their checks need)."""
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            serve_command(socket_path, *args),
+            dying_with_parent(serve_command(socket_path, *args)),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=dict(env),
-            preexec_fn=die_with_parent,
         )
 
 

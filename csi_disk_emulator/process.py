@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,14 +86,26 @@ def read_info(state_dir: Path, process: subprocess.Popen[bytes] | None = None) -
 def die_with_parent() -> None:
     """In a child before exec: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG).
 
-    A test runner or demo killed outright would otherwise leave its emulator and plugins
-    running, holding loop devices and mounts.
+    Prefer ``dying_with_parent``: a ``preexec_fn`` makes Python fork instead of vfork, and
+    grpcio's fork handlers can then crash the child of a process holding gRPC channels
+    before it reaches exec (grpc/grpc#43055).
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: nothing to arrange
         pass
+
+
+def dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when its parent dies (PR_SET_PDEATHSIG).
+
+    A test runner or demo killed outright would otherwise leave its emulator and plugins
+    running, holding loop devices and mounts. util-linux's setpriv sets the signal and
+    execs the program, which keeps the same pid; no Python runs between fork and exec, so
+    grpcio's fork handlers never run in the child (grpc/grpc#43055).
+    """
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv]
 
 
 def start_emulator(state_dir: Path, **options: Any) -> subprocess.Popen[bytes]:
@@ -111,11 +123,10 @@ def start_emulator(state_dir: Path, **options: Any) -> subprocess.Popen[bytes]:
     log = open(state_dir / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
-            argv,
+            dying_with_parent(argv),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(os.environ),
-            preexec_fn=die_with_parent,
         )
     finally:
         log.close()

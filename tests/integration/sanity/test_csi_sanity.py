@@ -32,7 +32,7 @@ import pytest
 from csi_disk.csi_pb import csi_pb2
 from csi_disk_demo.cluster import Plugin
 from csi_disk_demo.stack import Stack, leftovers
-from csi_disk_emulator.process import die_with_parent
+from csi_disk_emulator.process import dying_with_parent
 from tests.conftest import IN_CI, REPO_ROOT
 
 GIB = 1024**3
@@ -305,14 +305,13 @@ def test_csi_sanity(
         with open(output, "wb") as log:
             # Killed on timeout, and with this process if it dies (PR_SET_PDEATHSIG).
             run = subprocess.run(
-                command,
+                dying_with_parent(command),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 timeout=RUN_TIMEOUT + 60,
                 check=False,
                 cwd=host_dir,
                 env={**os.environ, "GINKGO_NO_COLOR": "TRUE"},
-                preexec_fn=die_with_parent,
             )
         seconds = time.monotonic() - started
         if not junit.exists():
