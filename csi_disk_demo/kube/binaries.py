@@ -64,15 +64,12 @@ def module_dir(tool: str, module: str) -> Path:
     return Path(json.loads(found.stdout)["Dir"])
 
 
-def snapshot_crds() -> list[Path]:
-    """VolumeSnapshotClass, VolumeSnapshotContent and VolumeSnapshot, from the client module
-    the pinned csi-snapshotter is built with."""
-    crds = sorted(
-        (module_dir("csi-snapshotter", SNAPSHOTTER_CLIENT) / "config" / "crd").glob(
-            "snapshot.storage.k8s.io_*.yaml"
-        )
-    )
-    if len(crds) < 3:
+def snapshot_crds() -> Path:
+    """The kustomization of the snapshot CRDs (volume and group snapshots, which
+    snapshot-controller looks for at start), from the client module the pinned csi-snapshotter
+    is built with."""
+    crds = module_dir("csi-snapshotter", SNAPSHOTTER_CLIENT) / "config" / "crd"
+    if not (crds / "kustomization.yaml").exists():
         raise BuildError(f"snapshot CRDs missing from {SNAPSHOTTER_CLIENT}")
     return crds
 

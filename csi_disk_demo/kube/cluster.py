@@ -94,7 +94,7 @@ class Cluster:
         """What docs/install.md has an operator apply: the snapshot CRDs and controller RBAC,
         the driver's objects for this attach mode, its credentials Secret, the snapshot class."""
         self.objects = manifests.build(manifests.OVERLAYS[self.attach_mode])
-        crds = manifests.load_files(binaries.snapshot_crds())
+        crds = manifests.build(binaries.snapshot_crds())
         self.apply(crds)
         self.kubectl("wait", "--for=condition=established", "--timeout=60s",
                      *(f"crd/{c['metadata']['name']}" for c in crds))  # fmt: skip
@@ -284,12 +284,38 @@ class Cluster:
     def zone_of(self, node: str) -> str:
         return next(i.zone for i in self.info.instances if i.id == node)
 
+    def instance(self, node: str) -> EmulatorInstance:
+        return next(i for i in self.info.instances if i.id == node)
+
     def stop_node(self, node: str) -> None:
-        """The instance stops: its kubelet (the agent) and node pod die with it, uncleanly."""
-        agent = self.agents.pop(node)
-        agent.stop()
+        """The instance stops: its kubelet (the agent) and node pod die with it, uncleanly,
+        and its mounts go with its kernel; ECS keeps its disks attached to it."""
+        self.agents.pop(node).stop()
         self.node_pods.pop(node).kill()
+        sweep(self.kubelet_dir(node))
         self.info.admin("POST", f"instances/{node}/stop")
+
+    def restart_node(self, node: str) -> None:
+        """The instance starts again: its node pod and kubelet come back and re-register."""
+        self.info.admin("POST", f"instances/{node}/start")
+        pod = self.start_node_pod(self.instance(node))
+        self.wait_plugins_ready([pod])
+        self.start_agent(self.instance(node))
+
+    def pids(self) -> list[int]:
+        """Every process this cluster started and still knows of."""
+        processes = [*self.control_plane.processes.values()]
+        for pod in [
+            *self.controllers.values(),
+            *self.node_pods.values(),
+            *([self.snapshot_controller] if self.snapshot_controller else []),
+        ]:
+            processes += pod.processes.values()
+        for agent in self.agents.values():
+            processes += [p for run in agent.pods.values() for p in run.processes.values()]
+        if self.stack.emulator is not None:
+            processes.append(self.stack.emulator)
+        return [p.pid for p in processes if p.poll() is None]
 
     # ------------------------------------------------------------------ stop
 

@@ -305,6 +305,7 @@ class NodeAgent:
                 self.sync()
             except Exception as err:  # keep going, as kubelet does; the cause goes to the log
                 log.warning("node agent %s: %s", self.name, err)
+                self.errors["sync"] = f"{type(err).__name__}: {err}"
             self._stop.wait(POLL)
 
     def sync(self) -> None:
@@ -324,6 +325,8 @@ class NodeAgent:
                     self.errors[uid] = str(wait)
                 except grpc.RpcError as err:
                     self.errors[uid] = f"{err.code().name}: {err.details()}"
+                except ApiError as err:
+                    self.errors[uid] = str(err)
             # Pods deleted by force (the pod GC after an out-of-service taint): clean up here.
             for uid in list(self.pods):
                 if uid not in seen:
@@ -568,10 +571,14 @@ class NodeAgent:
                 ),
                 timeout=300,
             )
+            conditions = [
+                c for c in claim["status"].get("conditions") or []
+                if c["type"] not in ("FileSystemResizePending", "Resizing")
+            ]  # fmt: skip
             self.api.patch(
                 f"{path}/status",
                 {"status": {"capacity": {"storage": size},
-                            "allocatedResourceStatuses": None, "conditions": None}},
+                            "allocatedResourceStatuses": None, "conditions": conditions}},
             )  # fmt: skip
 
     # ------------------------------------------------------------------ teardown
