@@ -25,6 +25,7 @@ from tests.e2e.kubernetes.story import (
     example,
     operator_disk,
     running_pod,
+    volume,
 )
 
 
@@ -149,6 +150,11 @@ def topology_aware(cluster: Cluster) -> None:
         assert cluster.exec(moved, "ls", "/data") == "lost+found\ntest\n"
         assert cluster.exec(moved, "cat", "/data/test") == "hello\n"
         assert attached_to(cluster, disk["id"]) == {second}
+        if cluster.attach_mode == "controller":
+            cluster.wait(
+                lambda: attachments(cluster, disk["id"]) == {second: True},
+                "one VolumeAttachment, to the second node",
+            )
     finally:
         delete(cluster, deployment, pvc)
     assert disk["id"] not in emulator_disks(cluster), "the Delete reclaim policy deletes the disk"
@@ -320,12 +326,30 @@ def node_failure(cluster: Cluster) -> None:
         assert second != node and cluster.zone_of(second) == zone
         assert cluster.exec(moved, "cat", "/data/test") == "survives\n"
         assert attached_to(cluster, disk_id) == {second}
+        cluster.wait(
+            lambda: attachments(cluster, disk_id) == {second: True},
+            "one VolumeAttachment, to the second node",
+        )
     finally:
         delete(cluster, deployment, pvc)
         if node:
             cluster.restart_node(node)
             cluster.kubectl("taint", "nodes", node, f"{OUT_OF_SERVICE}-", check=False)
     cluster.wait(lambda: node_ready(cluster, node) == "True", f"{node} Ready again")
+
+
+def attachments(cluster: Cluster, disk_id: str) -> dict[str, bool]:
+    """node -> attached, for the VolumeAttachments of a disk."""
+    listed = cluster.admin.get("/apis/storage.k8s.io/v1/volumeattachments")["items"]
+    return {
+        a["spec"]["nodeName"]: bool(a.get("status", {}).get("attached"))
+        for a in listed
+        if a["spec"]["source"].get("persistentVolumeName")
+        and volume(cluster, a["spec"]["source"]["persistentVolumeName"])["spec"]["csi"][
+            "volumeHandle"
+        ]
+        == disk_id
+    }
 
 
 def node_ready(cluster: Cluster, node: str) -> str:
