@@ -20,7 +20,7 @@ from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
 from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance
 from csi_disk.stack import Stack, sweep
 from csi_disk_demo.kube import binaries, manifests
-from csi_disk_demo.kube.api import Api, ApiError, Credentials
+from csi_disk_demo.kube.api import Api, Credentials
 from csi_disk_demo.kube.control_plane import ControlPlane, write_kubeconfig
 from csi_disk_demo.kube.host_pods import HostPod, environ_for_pods
 from csi_disk_demo.kube.node_agent import NodeAgent
@@ -350,7 +350,3 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def is_not_found(err: ApiError) -> bool:
-    return err.status == 404

@@ -13,7 +13,7 @@ import json
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from csi_disk.emulator.process import die_with_parent, stop_process
@@ -183,11 +183,13 @@ class ControlPlane:
 
         self.wait_for(ready, "kube-apiserver /readyz")
 
-    def wait_for(self, condition: object, what: str, timeout: float = START_TIMEOUT) -> None:
+    def wait_for(
+        self, condition: Callable[[], object], what: str, timeout: float = START_TIMEOUT
+    ) -> None:
         deadline = time.monotonic() + timeout
         while True:
             self.check_running()
-            if condition():  # type: ignore[operator]
+            if condition():
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} not there after {timeout:.0f}s")

@@ -212,6 +212,11 @@ class HostPod:
             process.wait()
 
     def stop(self) -> None:
+        """SIGTERM to every container at once, as kubelet stops a pod; SIGKILL after the
+        grace period (``csi-disk serve`` drains in-flight calls meanwhile)."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
         for name in list(self.processes):
             stop_process(self.processes.pop(name), timeout=40)
 

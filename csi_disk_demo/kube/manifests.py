@@ -5,6 +5,7 @@ so every flag, ServiceAccount and environment variable comes from the YAML an op
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,6 @@ WORKLOADS = {"StatefulSet", "DaemonSet", "Deployment", "Service"}
 
 
 def build(directory: Path) -> list[dict[str, Any]]:
-    import subprocess
-
     built = subprocess.run(
         [binaries.program("kubernetes", "kubectl"), "kustomize", str(directory)],
         capture_output=True, text=True, check=False,

@@ -521,7 +521,7 @@ class NodeAgent:
         run.reported.setdefault("started", now())
         statuses = self.container_statuses(pod, run)
         ready = all(s["ready"] for s in statuses)
-        key = json.dumps([s["state"].keys().__repr__() for s in statuses]) + str(ready)
+        key = [(s["name"], *s["state"], s["ready"]) for s in statuses]
         if run.reported.get("key") == key:
             return
         stamp = now()
