@@ -178,7 +178,8 @@ class NodeAgent:
             self.api.create("/api/v1/nodes", node)
         else:
             self.api.patch(f"/api/v1/nodes/{self.name}", {"metadata": node["metadata"]})
-        self.patch_status(self.ready_status())
+        # A kubelet coming back reports what it has mounted now: nothing yet.
+        self.patch_status({**self.ready_status(), "volumesInUse": sorted(self.in_use)})
         created = self.api.get(f"/api/v1/nodes/{self.name}")
         csinode = {
             "apiVersion": "storage.k8s.io/v1",
