@@ -97,6 +97,7 @@ def running_cluster(state: Path, attach_mode: str) -> Iterator[Cluster]:
     for directory in (state, cluster.runtime_dir):
         mounts, loops = leftovers(directory)
         assert not mounts and not loops, f"left mounts {mounts} and loop devices {loops}"
+    assert not cluster.runtime_dir.exists(), f"{cluster.runtime_dir} left behind"
     still = [p for p in ports if listening_on(p)]
     assert not still, f"ports still listened on after the cluster stopped: {still}"
 
