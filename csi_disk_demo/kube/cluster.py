@@ -17,13 +17,13 @@ import grpc
 
 from csi_disk import DRIVER_NAME
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.emulator.process import EmulatorInfo, EmulatorInstance
-from csi_disk.stack import Stack, sweep
 from csi_disk_demo.kube import binaries, manifests
 from csi_disk_demo.kube.api import Api, Credentials
 from csi_disk_demo.kube.control_plane import ControlPlane, write_kubeconfig
 from csi_disk_demo.kube.host_pods import HostPod, environ_for_pods
 from csi_disk_demo.kube.node_agent import NodeAgent
+from csi_disk_demo.stack import Stack, sweep
+from csi_disk_emulator.process import EmulatorInfo, EmulatorInstance
 
 NAMESPACE = "kube-system"
 CREDENTIALS_SECRET = "csi-disk-credentials"  # noqa: S105 - the Secret's name

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from csi_disk.emulator.process import die_with_parent, stop_process
 from csi_disk_demo.kube import binaries
 from csi_disk_demo.kube.api import Api, ApiError, Credentials
 from csi_disk_demo.kube.pki import Authority, KeyPair, service_account_keys
+from csi_disk_emulator.process import dying_with_parent, stop_process
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -89,7 +89,7 @@ class ControlPlane:
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+                dying_with_parent(argv), stdout=log, stderr=subprocess.STDOUT
             )
         self.processes[name] = process
         return process

@@ -19,11 +19,8 @@ registers the driver) are not run.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -31,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csi_disk.emulator.process import die_with_parent, stop_process
 from csi_disk_demo.kube import binaries
 from csi_disk_demo.kube.control_plane import LOOPBACK, free_port
+from csi_disk_emulator.process import dying_with_parent, stop_process
 
 # Image (without tag) -> the .ci/go tool and program that is that image's binary.
 SIDECARS = {
@@ -49,7 +46,6 @@ NOT_RUN = {
 }
 DRIVER_IMAGE = "csi-disk"
 KUBELET_DIR = "/var/lib/kubelet"
-CLONE_NEWUTS = 0x04000000
 ALL_INTERFACES = re.compile(r"^0\.0\.0\.0:\d+$")
 
 
@@ -60,17 +56,12 @@ def image_name(image: str) -> str:
     return name[: len(name) - len(last)] + last.split(":", 1)[0]
 
 
-def in_own_uts(hostname: str) -> Callable[[], None]:
-    """preexec: die with the parent, and take ``hostname`` in a UTS namespace of its own."""
-
-    def setup() -> None:
-        die_with_parent()
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.unshare(CLONE_NEWUTS) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
-        socket.sethostname(hostname)
-
-    return setup
+def in_own_uts(hostname: str, argv: list[str]) -> list[str]:
+    """``argv`` with ``hostname`` in a UTS namespace of its own, dying with its parent."""
+    return dying_with_parent(
+        ["unshare", "--uts", "--", sys.executable, "-m", "csi_disk_demo.kube.uts", hostname,
+         "--", *argv]
+    )  # fmt: skip
 
 
 @dataclass
@@ -186,11 +177,10 @@ class HostPod:
             name = container["name"]
             with open(self.logs / f"{name}.log", "ab") as log:
                 self.processes[name] = subprocess.Popen(
-                    argv,
+                    in_own_uts(self.name, argv),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=self.env(container),
-                    preexec_fn=in_own_uts(self.name),
                     cwd=self.directory,
                 )
 

@@ -42,9 +42,9 @@ from typing import Any
 import grpc
 
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.emulator.process import die_with_parent
 from csi_disk_demo.kube.api import Api, ApiError
 from csi_disk_demo.kube.binaries import REPO_ROOT
+from csi_disk_emulator.process import dying_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -472,10 +472,9 @@ class NodeAgent:
             out = self.log_dir / f"{run.namespace}_{run.name}_{container['name']}.log"
             with open(out, "ab") as log_file:
                 run.processes[container["name"]] = subprocess.Popen(
-                    self.sandbox_command(run, container["name"], argv),
+                    dying_with_parent(self.sandbox_command(run, container["name"], argv)),
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=die_with_parent,
                     env=sandbox_env(),
                 )
 

@@ -82,9 +82,7 @@ def create_request(name: str) -> csi_pb2.CreateVolumeRequest:
     return csi_pb2.CreateVolumeRequest(
         name=name,
         capacity_range=csi_pb2.CapacityRange(required_bytes=20 * GIB),
-        volume_capabilities=[
-            Cap(mount=Cap.MountVolume(), access_mode=Cap.AccessMode(mode=1))
-        ],
+        volume_capabilities=[Cap(mount=Cap.MountVolume(), access_mode=Cap.AccessMode(mode=1))],
     )
 
 
@@ -126,9 +124,7 @@ def test_publish_answers_at_its_callers_deadline_and_the_retry_waits_for_the_sam
     assert cloud.calls["attach_disk"] == 1
 
 
-def test_expand_answers_at_its_callers_deadline(
-    cloud: InMemoryCloud, waiter: DiskWaiter
-) -> None:
+def test_expand_answers_at_its_callers_deadline(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
     cloud.latency = 10**9
     disk = cloud.add_disk()
     cloud.attach_disk(disk.id, "i-here")  # someone's attach, Attaching until hurried

@@ -10,9 +10,7 @@ import sys
 from csi_disk.failpoints import ENV_VAR, _armed
 
 SCRIPT = (
-    "from csi_disk.failpoints import failpoint\n"
-    "failpoint('stage:after-format')\n"
-    "print('alive')\n"
+    "from csi_disk.failpoints import failpoint\nfailpoint('stage:after-format')\nprint('alive')\n"
 )
 
 

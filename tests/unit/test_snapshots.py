@@ -227,9 +227,7 @@ def test_restore_sizes_from_the_snapshot_and_echoes_the_source(
     assert bigger.capacity_bytes == 50 * GIB
 
 
-def test_restore_describes_its_snapshot_once(
-    ctl: ControllerService, cloud: InMemoryCloud
-) -> None:
+def test_restore_describes_its_snapshot_once(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     disk = cloud.add_disk(size_gib=30)
     snap = ctl.CreateSnapshot(snap_request(disk.id)).snapshot
     before = cloud.calls["describe_snapshots"]

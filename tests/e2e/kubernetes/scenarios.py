@@ -400,7 +400,11 @@ def leader_failover(cluster: Cluster, claims: int = 8) -> float:
         made = set(emulator_disks(cluster)) - before
         handles = {bound_volume(cluster, n)["spec"]["csi"]["volumeHandle"] for n in names}
         assert made == handles, f"disks made {sorted(made)} for volumes {sorted(handles)}"
-        assert takeover <= duration + 10, f"takeover took {takeover:.1f}s"
+        # The standby acquires once the Lease is leaseDurationSeconds old; client-go retries
+        # every --leader-election-retry-period (5 s, the sidecars' default) plus up to 120 %
+        # jitter, and the last renewal may have come just before the kill.
+        bound = duration + 5 * 2.2 + 3
+        assert takeover <= bound, f"takeover took {takeover:.1f}s, over {bound:.0f}s"
     finally:
         cluster.info.admin("POST", "throttle", {"access_key_id": cluster.info.access_key_id})
         delete(cluster, *pvcs)

@@ -21,8 +21,8 @@ import yaml
 from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.cloud.port import AVAILABLE, DiskRequest
-from csi_disk.stack import leftovers
 from csi_disk_demo.kube.cluster import Cluster
+from csi_disk_demo.stack import leftovers
 from tests.conftest import REPO_ROOT, require_root
 
 EXAMPLES = REPO_ROOT / "deploy" / "examples"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from csi_disk.stack import leftovers
+from csi_disk_demo.stack import leftovers
 from tests.conftest import REPO_ROOT, require_root
 from tests.e2e.kubernetes.story import alive, host_listeners, listening_on
 

@@ -179,9 +179,7 @@ def test_ambivalent_probe_counts_as_data(loop_device: Callable[..., str]) -> Non
     assert first_mib(dev) == before
 
 
-def test_read_only_bind_mount_is_read_only(
-    loop_device: Callable[..., str], host_dir: Path
-) -> None:
+def test_read_only_bind_mount_is_read_only(loop_device: Callable[..., str], host_dir: Path) -> None:
     dev = loop_device(64)
     filesystems.format(dev, "ext4")
     staging, publish = host_dir / "staging", host_dir / "publish"
@@ -249,9 +247,11 @@ def test_grow_after_the_disk_grew(
         filesystems.grow(dev, target, fstype)
         after = filesystems.stats(target).total_bytes
         assert after > before * 1.8
-        assert int(tool("stat", "-f", "-c", "%b", str(target))) * int(
-            tool("stat", "-f", "-c", "%S", str(target))
-        ) == after
+        assert (
+            int(tool("stat", "-f", "-c", "%b", str(target)))
+            * int(tool("stat", "-f", "-c", "%S", str(target)))
+            == after
+        )
     finally:
         mounts.unmount(target)
 

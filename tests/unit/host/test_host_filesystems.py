@@ -62,10 +62,16 @@ def test_a_filesystem_the_driver_does_not_make_is_refused_before_any_program_run
     [
         ("-b 4096 -i 8192", "ext4", ["-b", "4096", "-i", "8192"]),
         ("-m0 -O ^has_journal", "ext3", ["-m", "0", "-O", "^has_journal"]),
-        ("-L 'my data' -E stride=16,stripe_width=32", "ext4",
-         ["-L", "my data", "-E", "stride=16,stripe_width=32"]),
-        ("-m crc=1,finobt=1 -i size=512 -n ftype=1", "xfs",
-         ["-m", "crc=1,finobt=1", "-i", "size=512", "-n", "ftype=1"]),
+        (
+            "-L 'my data' -E stride=16,stripe_width=32",
+            "ext4",
+            ["-L", "my data", "-E", "stride=16,stripe_width=32"],
+        ),
+        (
+            "-m crc=1,finobt=1 -i size=512 -n ftype=1",
+            "xfs",
+            ["-m", "crc=1,finobt=1", "-i", "size=512", "-n", "ftype=1"],
+        ),
         ("", "xfs", []),
     ],
 )
