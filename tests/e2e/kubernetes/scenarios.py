@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from csi_disk_demo.kube.cluster import Cluster
+from csi_disk_demo.kube.objects import PROVISIONER_LEASE
 from tests.e2e.kubernetes.story import (
     OUT_OF_SERVICE,
     SELECTED_NODE,
@@ -14,6 +15,7 @@ from tests.e2e.kubernetes.story import (
     affinity_zone,
     apply,
     attached_to,
+    attachments,
     bound_volume,
     by_kind,
     calls,
@@ -23,9 +25,11 @@ from tests.e2e.kubernetes.story import (
     emulator_disks,
     events_about,
     example,
+    node_ready,
     operator_disk,
+    refused,
     running_pod,
-    volume,
+    seed_deployment,
 )
 
 
@@ -74,10 +78,6 @@ def static_pv(cluster: Cluster) -> None:
     assert emulator_disks(cluster)[disk_id]["status"] == "Available", "Retain keeps the disk"
 
 
-def refused(pod: dict[str, Any]) -> bool:
-    return pod["status"].get("conditions", [{}])[0].get("reason") == "Unschedulable"
-
-
 def labels_only_pv(cluster: Cluster) -> None:
     """A PV with only the deprecated zone labels (no node affinity), as older installs made
     them: the scheduler's VolumeZone plugin matches those labels against the nodes'
@@ -101,17 +101,6 @@ def labels_only_pv(cluster: Cluster) -> None:
         assert cluster.exec(pod, "ls", "/data") == "lost+found\n"
     finally:
         delete(cluster, deployment, pvc, pv)
-
-
-def seed_deployment(claim_name: str = "disk-pvc", app: str = "nginx-disk") -> dict[str, Any]:
-    deployment = copy.deepcopy(by_kind(example("dynamic.yaml"), "Deployment"))
-    deployment["metadata"]["name"] = app
-    deployment["spec"]["selector"]["matchLabels"]["app"] = app
-    deployment["spec"]["template"]["metadata"]["labels"]["app"] = app
-    deployment["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] = (
-        claim_name
-    )
-    return deployment
 
 
 def topology_aware(cluster: Cluster) -> None:
@@ -336,31 +325,6 @@ def node_failure(cluster: Cluster) -> None:
             cluster.restart_node(node)
             cluster.kubectl("taint", "nodes", node, f"{OUT_OF_SERVICE}-", check=False)
     cluster.wait(lambda: node_ready(cluster, node) == "True", f"{node} Ready again")
-
-
-def attachments(cluster: Cluster, disk_id: str) -> dict[str, bool]:
-    """node -> attached, for the VolumeAttachments of a disk."""
-    listed = cluster.admin.get("/apis/storage.k8s.io/v1/volumeattachments")["items"]
-    return {
-        a["spec"]["nodeName"]: bool(a.get("status", {}).get("attached"))
-        for a in listed
-        if a["spec"]["source"].get("persistentVolumeName")
-        and volume(cluster, a["spec"]["source"]["persistentVolumeName"])["spec"]["csi"][
-            "volumeHandle"
-        ]
-        == disk_id
-    }
-
-
-def node_ready(cluster: Cluster, node: str) -> str:
-    found = cluster.get(f"/api/v1/nodes/{node}") or {}
-    conditions = found.get("status", {}).get("conditions", [])
-    return next((c["status"] for c in conditions if c["type"] == "Ready"), "")
-
-
-PROVISIONER_LEASE = (
-    "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/diskplugin-csi-alibabacloud-com"
-)
 
 
 def leader_failover(cluster: Cluster, claims: int = 8) -> float:

@@ -10,27 +10,38 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from csi_disk.cloud.credentials import Credentials, StaticProvider
-from csi_disk.cloud.ecs import EcsCloud
-from csi_disk.cloud.port import AVAILABLE, DiskRequest
+from csi_disk_demo.kube import objects
 from csi_disk_demo.kube.cluster import Cluster
+from csi_disk_demo.kube.objects import (  # noqa: F401 - the scenarios' vocabulary, re-exported
+    OUT_OF_SERVICE,
+    SELECTED_NODE,
+    ZONE,
+    affinity_zone,
+    apply,
+    attached_to,
+    attachments,
+    bound_volume,
+    by_kind,
+    calls,
+    claim,
+    cordoned,
+    delete,
+    emulator_disks,
+    events_about,
+    example,
+    node_ready,
+    operator_disk,
+    refused,
+    seed_deployment,
+    volume,
+)
 from csi_disk_demo.stack import leftovers
-from tests.conftest import REPO_ROOT, require_root
-
-EXAMPLES = REPO_ROOT / "deploy" / "examples"
-SELECTED_NODE = "volume.kubernetes.io/selected-node"
-ZONE = "topology.kubernetes.io/zone"
-DRIVER_ZONE = "topology.diskplugin.csi.alibabacloud.com/zone"
-OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
-
+from tests.conftest import require_root
 
 # ---------------------------------------------------------------------- the cluster
 
@@ -112,66 +123,6 @@ def listening_on(port: int) -> bool:
 # ---------------------------------------------------------------------- kubectl and objects
 
 
-def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(list(objects)))
-
-
-def example(name: str) -> list[dict[str, Any]]:
-    return [o for o in yaml.safe_load_all((EXAMPLES / name).read_text()) if o]
-
-
-def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    return next(o for o in objects if o["kind"] == kind)
-
-
-def claim(cluster: Cluster, name: str) -> dict[str, Any]:
-    return cluster.admin.get(f"/api/v1/namespaces/default/persistentvolumeclaims/{name}")
-
-
-def volume(cluster: Cluster, name: str) -> dict[str, Any]:
-    return cluster.admin.get(f"/api/v1/persistentvolumes/{name}")
-
-
-def bound_volume(cluster: Cluster, claim_name: str, timeout: float = 90) -> dict[str, Any]:
-    def bound() -> dict[str, Any] | None:
-        found = claim(cluster, claim_name)
-        if found["status"].get("phase") == "Bound":
-            return volume(cluster, found["spec"]["volumeName"])
-        return None
-
-    return cluster.wait(bound, f"claim {claim_name} Bound", timeout)
-
-
-def affinity_zone(pv: dict[str, Any]) -> str:
-    """The zone the PV's required node affinity names (the driver's or the well-known key)."""
-    terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
-    for term in terms:
-        for expression in term.get("matchExpressions", []):
-            if expression["key"] in (ZONE, DRIVER_ZONE):
-                return str(expression["values"][0])
-    raise AssertionError(f"no zone in {terms}")
-
-
-def running_pod(
-    cluster: Cluster, app: str, timeout: float = 90, other_than: str = ""
-) -> dict[str, Any]:
-    def running() -> dict[str, Any] | None:
-        for pod in cluster.pods(selector=f"app={app}"):
-            if (
-                pod["status"].get("phase") == "Running"
-                and not pod["metadata"].get("deletionTimestamp")
-                and pod["metadata"]["name"] != other_than
-                and all(c.get("ready") for c in pod["status"].get("containerStatuses", []))
-            ):
-                return pod
-        return None
-
-    try:
-        return cluster.wait(running, f"a Running pod of {app}", timeout)
-    except TimeoutError:
-        raise AssertionError(f"no Running pod of {app}: {pod_story(cluster, app)}") from None
-
-
 def pod_story(cluster: Cluster, app: str) -> str:
     """What the cluster says about an app's pods, for a failure message."""
     pods = cluster.kubectl("get", "pods,pvc", "-o", "wide", check=False).stdout
@@ -180,95 +131,8 @@ def pod_story(cluster: Cluster, app: str) -> str:
     return f"\n{pods}\n{events[-3000:]}\nnode agents: {agents}"
 
 
-def events_about(cluster: Cluster, name: str) -> list[str]:
-    listed = cluster.admin.get("/api/v1/namespaces/default/events")["items"]
-    return [
-        f"{e.get('reason')}: {e.get('message')}"
-        for e in listed
-        if e["involvedObject"].get("name") == name
-    ]
-
-
-def delete(cluster: Cluster, *objects: dict[str, Any]) -> None:
-    """Delete the objects and wait until they and the volumes of deleted claims are gone."""
-    volumes = []
-    for o in objects:
-        if o["kind"] == "PersistentVolumeClaim":
-            found = cluster.admin.find(
-                f"/api/v1/namespaces/default/persistentvolumeclaims/{o['metadata']['name']}"
-            )
-            if found and found["spec"].get("volumeName"):
-                volumes.append(found["spec"]["volumeName"])
-    cluster.kubectl(
-        "delete", "--ignore-not-found", "--wait=true", "--timeout=120s", "-f", "-",
-        stdin=yaml.safe_dump_all(list(objects)), timeout=150,
-    )  # fmt: skip
-    for name in volumes:
-        cluster.wait(lambda n=name: volume_released(cluster, n), f"PV {name} deleted")
-
-
-def volume_released(cluster: Cluster, name: str) -> bool:
-    """The PV is gone, or kept by its Retain policy."""
-    found = cluster.admin.find(f"/api/v1/persistentvolumes/{name}")
-    return found is None or found["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
-
-
-def emulator_disks(cluster: Cluster) -> dict[str, dict[str, Any]]:
-    return {d["id"]: d for d in cluster.info.admin("GET", "disks")["disks"]}
-
-
-def attached_to(cluster: Cluster, disk_id: str) -> set[str]:
-    rows = cluster.info.admin("GET", "disks")["attachments"]
-    return {r["instance_id"] for r in rows if r["disk_id"] == disk_id}
-
-
-def calls(cluster: Cluster, action: str) -> int:
-    return cluster.info.calls().get(action, 0)
-
-
-def cordoned(cluster: Cluster, nodes: list[str]) -> Any:
-    @contextmanager
-    def manage() -> Iterator[None]:
-        for node in nodes:
-            cluster.kubectl("cordon", node)
-        try:
-            yield
-        finally:
-            for node in nodes:
-                if cluster.admin.find(f"/api/v1/nodes/{node}") is not None:
-                    cluster.kubectl("uncordon", node)
-
-    return manage()
-
-
 def nodes_in(cluster: Cluster, zone: str) -> list[str]:
     return [i.id for i in cluster.info.instances_in(zone)]
-
-
-def operator_disk(cluster: Cluster, zone: str, name: str) -> str:
-    """A disk made outside Kubernetes, as the static way has an operator make it (tagged as
-    the install guide asks, so the RAM policies let the driver attach it)."""
-    info = cluster.info
-    cloud = EcsCloud(
-        info.region,
-        StaticProvider(Credentials(info.access_key_id, info.access_key_secret, source="test")),
-        endpoint=info.ecs_endpoint,
-    )
-    disk_id = cloud.create_disk(
-        DiskRequest(
-            zone=zone,
-            category="cloud_ssd",
-            size_gib=20,
-            client_token=name,
-            name=name,
-            tags={"csi.alibabacloud.com/volume-name": name},
-        )
-    )
-    deadline = time.monotonic() + 60
-    while not any(d.status == AVAILABLE for d in cloud.describe_disks([disk_id])):
-        assert time.monotonic() < deadline, f"disk {disk_id} never became Available"
-        time.sleep(0.1)
-    return disk_id
 
 
 def wait_for(condition: Callable[[], Any], what: str, cluster: Cluster, timeout: float = 90) -> Any:
@@ -293,3 +157,13 @@ def sidecar_refusals(cluster: Cluster) -> list[str]:
                 ):
                     found.append(f"{pod.name}/{log.stem}: {line[:400]}")
     return found
+
+
+def running_pod(
+    cluster: Cluster, app: str, timeout: float = 90, other_than: str = ""
+) -> dict[str, Any]:
+    """``objects.running_pod``, failing with what the cluster says about the app's pods."""
+    try:
+        return objects.running_pod(cluster, app, timeout, other_than)
+    except TimeoutError:
+        raise AssertionError(f"no Running pod of {app}: {pod_story(cluster, app)}") from None
