@@ -187,7 +187,7 @@ class Program:
 PROGRAMS = {
     "emulator": Program("csi_disk_emulator.cli", "run the built-in ECS and metadata emulator"),
     "demo": Program(
-        "csi_disk_demo.demo", "play the topology-aware story end to end on the emulator"
+        "csi_disk_demo.demo", "play the topology-aware story on a real Kubernetes control plane"
     ),
 }
 

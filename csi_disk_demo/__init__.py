@@ -1,5 +1,6 @@
-"""The demo and its Kubernetes stand-in: programs beside the driver, never imported by it.
+"""The demo and what it runs on: programs beside the driver, never imported by it.
 
-``stack`` starts the emulator and ``csi-disk serve`` processes on one machine, ``cluster``
-plays the Kubernetes side over the driver's sockets, ``demo`` tells the story with both.
+``stack`` starts the emulator and ``csi-disk serve`` processes on one machine, ``kube`` runs a
+real Kubernetes control plane with the real CSI sidecars over them, ``demo`` tells the story
+on it with kubectl.
 """

@@ -1,18 +1,25 @@
-"""``csi-disk-demo`` (or ``csi-disk demo``): the topology-aware story, end to end, on the
-built-in emulator.
+"""``csi-disk-demo`` (or ``csi-disk demo``): the topology-aware story, end to end, on a real
+Kubernetes control plane with the real CSI sidecars.
 
-It starts the emulator (three zones, two instances in each), one controller and one node
-plugin per instance as separate ``csi-disk serve`` processes, and plays the Kubernetes side
-(``csi_disk_demo.cluster``) step by step:
+For each attach mode it brings up ``csi_disk_demo.kube.Cluster``: the ECS emulator (three zones,
+two instances in each), etcd, kube-apiserver, kube-controller-manager and kube-scheduler on
+127.0.0.1, deploy/ applied with kubectl, the driver's pods and the sidecars as host processes
+under the RBAC in deploy/, and a node agent per instance playing kubelet. Then it plays the
+seed's story with kubectl, printing each command and what it answered:
 
-1. the static way: a pre-created disk behind a PV with zone labels;
-2. the topology-aware way: a WaitForFirstConsumer claim stays Pending until its pod is
-   placed, then gets a disk in that pod's zone;
-3. the pod writes ``/data/test``, is deleted and recreated on another node of the zone, and
-   the file is still there;
-4. the same in controller attach mode, with a node failure in the middle.
+1. the static way: an operator's disk behind the seed's PV with zone labels; a pod pinned to
+   another zone is refused by the scheduler, the Deployment's pod lands in the disk's zone;
+2. the topology-aware way: the WaitForFirstConsumer claim stays Pending, with no disk made,
+   until the scheduler places the pod; then it is Bound in that pod's zone;
+3. the pod writes ``/data/test``; its node is cordoned and the pod deleted; the ReplicaSet's
+   new pod runs on the other node of the zone and ``ls /data`` shows ``lost+found`` and ``test``;
+4. in controller attach mode, the same through VolumeAttachments, then the instance under the
+   pod stops: the node goes NotReady, the operator marks it out of service, and the pod moves
+   within the zone with its data.
 
-Every step is checked; the command exits non-zero if any check fails.
+``kubectl exec`` is played by the node agent (no kubelet streaming server runs here). Every
+step is checked; the command exits non-zero if any check fails, and stops everything it
+started, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,34 +30,15 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 from csi_disk import DRIVER_NAME
-from csi_disk.cloud.credentials import Credentials, StaticProvider
-from csi_disk.cloud.ecs import EcsCloud
-from csi_disk.cloud.port import AVAILABLE, DiskRequest
-from csi_disk.topology import K8S_ZONE_KEY
-from csi_disk_demo.cluster import (
-    GIB,
-    SELECTED_NODE,
-    Cluster,
-    Node,
-    PersistentVolume,
-    PersistentVolumeClaim,
-    Pod,
-    SchedulingError,
-    StorageClass,
-    format_table,
-    human_size,
-    pv_zone,
-    read_text,
-    write_text,
-    zone_label_pairs,
-)
-from csi_disk_demo.stack import EmulatorInfo, Stack, sweep
+from csi_disk_demo.kube import objects
+from csi_disk_demo.kube.cluster import Cluster
+from csi_disk_demo.kube.objects import OUT_OF_SERVICE, SELECTED_NODE, ZONE
 
 
 class StoryFailed(Exception):
@@ -84,313 +72,227 @@ class Narrator:
 
 
 class Story:
-    def __init__(self, stack: Stack, narrator: Narrator) -> None:
-        self.stack = stack
+    def __init__(self, cluster: Cluster, narrator: Narrator) -> None:
+        self.cluster = cluster
         self.n = narrator
-        self.info: EmulatorInfo = stack.info  # type: ignore[assignment]
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ kubectl
 
-    def bring_up(self, attach_mode: str) -> Cluster:
-        self.stack.stop_daemons()
-        controller = self.stack.start_controller(attach_mode)
-        for instance in self.info.instances:
-            self.stack.start_node(instance, attach_mode)
-        self.stack.wait_ready()
-        cluster = Cluster(controller, attach_mode=attach_mode, on_event=self.event)
-        for instance in self.info.instances:
-            plugin = self.stack.plugins[f"node-{instance.id}"]
-            cluster.register_node(plugin, self.stack.kubelet_dir(instance.id))
-        self.show_nodes(cluster)
-        return cluster
+    def kubectl(self, *args: str, note: str = "") -> str:
+        """Run kubectl as the cluster's administrator and show the command and its answer."""
+        self.n.command("kubectl " + " ".join(args) + (f"   # {note}" if note else ""))
+        out = self.cluster.kubectl(*args).stdout.rstrip()
+        if out:
+            self.n.say(out)
+        return out
 
-    def event(self, text: str) -> None:
-        self.n.say(f"event: {text}")
+    def apply(self, what: str, *items: dict[str, Any]) -> None:
+        self.n.command(f"kubectl apply -f -   # {what}")
+        out = self.cluster.kubectl("apply", "-f", "-", stdin=objects.dump(list(items)))
+        self.n.say(out.stdout.rstrip())
 
-    def show_nodes(self, cluster: Cluster) -> None:
-        self.n.command(f"kubectl get nodes -L {K8S_ZONE_KEY}")
-        rows = [
-            [n.name, "Ready" if n.ready else "NotReady", n.zone, str(n.max_volumes)]
-            for n in sorted(cluster.nodes.values(), key=lambda n: (n.zone, n.name))
-        ]
-        self.n.say(format_table(["NAME", "STATUS", "ZONE", "MAX-VOLUMES"], rows))
+    def exec(self, pod: dict[str, Any], *argv: str) -> str:
+        shown = " ".join(a if " " not in a else repr(a) for a in argv)
+        self.n.command(f"kubectl exec {pod['metadata']['name']} -- {shown}")
+        out = self.cluster.exec(pod, *argv)
+        if out.strip():
+            self.n.say(out.rstrip())
+        return out
 
-    def show_claims(self, cluster: Cluster, *names: str) -> None:
-        self.n.command("kubectl get pvc " + " ".join(names))
-        rows = []
-        for name in names:
-            claim = cluster.claims[name]
-            pv = cluster.volumes.get(claim.volume_name)
-            rows.append(
-                [
-                    name,
-                    claim.phase,
-                    claim.volume_name,
-                    human_size(pv.capacity_bytes) if pv else "",
-                    "RWO" if pv or claim.phase == "Pending" else "",
-                    claim.storage_class,
-                ]
-            )
-        self.n.say(
-            format_table(
-                ["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS"], rows
-            )
-        )
+    def delete(self, *items: dict[str, Any]) -> None:
+        names = " ".join(f"{o['kind'].lower()}/{o['metadata']['name']}" for o in items)
+        self.n.command(f"kubectl delete {names}")
+        objects.delete(self.cluster, *items)
 
-    def show_volume(self, pv: PersistentVolume) -> None:
-        self.n.command(f"kubectl get pv {pv.name} -o custom-columns=...")
-        affinity = ", ".join(f"{k} in [{','.join(v)}]" for k, v in pv.node_affinity or [])
-        self.n.say(
-            format_table(
-                ["NAME", "CAPACITY", "VOLUMEHANDLE", "NODE-AFFINITY"],
-                [[pv.name, human_size(pv.capacity_bytes), pv.volume_handle, affinity or "-"]],
-            )
-        )
+    def running_pod(self, app: str, other_than: str = "") -> dict[str, Any]:
+        try:
+            return objects.running_pod(self.cluster, app, 120, other_than)
+        except TimeoutError:
+            listing = self.cluster.kubectl("get", "pods,pvc", "-o", "wide", check=False)
+            raise StoryFailed(f"no Running pod of {app}:\n{listing.stdout}") from None
 
-    def show_pod(self, pod: Pod, cluster: Cluster) -> None:
-        self.n.command(f"kubectl get pod {pod.name} -o wide")
-        node = cluster.nodes.get(pod.node)
-        self.n.say(
-            format_table(
-                ["NAME", "STATUS", "NODE", "ZONE", "REASON"],
-                [
-                    [
-                        pod.name,
-                        pod.phase,
-                        pod.node or "<none>",
-                        node.zone if node else "",
-                        pod.reason,
-                    ]
-                ],
-            )
-        )
-
-    def operator_cloud(self) -> EcsCloud:
-        credentials = StaticProvider(
-            Credentials(self.info.access_key_id, self.info.access_key_secret, source="demo")
-        )
-        return EcsCloud(self.info.region, credentials, endpoint=self.info.ecs_endpoint)
-
-    def emulator_disk_zone(self, disk_id: str) -> str:
-        for disk in self.info.admin("GET", "disks")["disks"]:
-            if disk["id"] == disk_id:
-                return str(disk["zone"])
-        return ""
-
-    def run_pod(self, cluster: Cluster, pod: Pod, **schedule: Callable[[Node], bool]) -> Path:
-        node = cluster.schedule(pod, **schedule)
-        target = cluster.start_pod(pod)
-        self.n.say(f"pod {pod.name} is Running on {node.name} in {node.zone}")
-        return target
+    def show_nodes(self) -> None:
+        self.kubectl("get", "nodes", "-L", ZONE)
 
     # ------------------------------------------------------------------ 1: static
 
-    def static_way(self, cluster: Cluster) -> None:
-        self.n.step("1. The static way: a disk created by an operator, a PV with zone labels")
-        zone, other_zone = self.info.zones[0], self.info.zones[1]
-        cloud = self.operator_cloud()
+    def static_way(self) -> None:
+        self.n.step("1. The static way: an operator's disk, the seed's PV with zone labels")
+        cluster = self.cluster
+        zone, other_zone = cluster.info.zones[0], cluster.info.zones[1]
         self.n.command(f"aliyun ecs CreateDisk --ZoneId {zone} --DiskCategory cloud_ssd --Size 20")
-        disk_id = cloud.create_disk(
-            DiskRequest(
-                zone=zone,
-                category="cloud_ssd",
-                size_gib=20,
-                client_token="demo-static-disk",  # noqa: S106
-            )
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            disks = cloud.describe_disks([disk_id])
-            if disks and disks[0].status == AVAILABLE:
-                break
-            if time.monotonic() > deadline:
-                raise StoryFailed(f"disk {disk_id} never became Available")
-            time.sleep(0.1)
+        disk_id = objects.operator_disk(cluster, zone, f"demo-static-{cluster.attach_mode}")
         self.n.say(f'{{"DiskId": "{disk_id}"}}')
-        pv = PersistentVolume(
-            name="static-pv",
-            volume_handle=disk_id,
-            capacity_bytes=20 * GIB,
-            labels=zone_label_pairs(zone, self.info.region),
-            node_affinity=[(K8S_ZONE_KEY, [zone])],
-        )
-        claim = PersistentVolumeClaim(name="static-pvc", storage_class="", request_bytes=20 * GIB)
-        self.n.command("kubectl apply -f deploy/examples/static-pv.yaml")
-        cluster.add_static_volume(pv, claim)
-        self.show_volume(pv)
-
-        calls_before = self.info.calls()
-        wrong = Pod(name="static-wrong-zone", claim=claim.name,
-                    node_selector={K8S_ZONE_KEY: other_zone})  # fmt: skip
-        self.n.command(f"kubectl run {wrong.name} (nodeSelector zone={other_zone})")
-        try:
-            cluster.schedule(wrong)
-            refused = False
-        except SchedulingError:
-            refused = True
-        cluster.pods.pop(wrong.name, None)
-        self.show_pod(wrong, cluster)
-        calls_after = self.info.calls()
+        pv, pvc = objects.static_pv(disk_id, zone, cluster.info.region)
+        self.apply(f"deploy/examples/static-pv.yaml, volumeHandle {disk_id}", pv, pvc)
+        self.kubectl("get", "pv", pv["metadata"]["name"], "--show-labels")
+        wrong = objects.seed_deployment(pvc["metadata"]["name"], "static-wrong-zone")
+        wrong["spec"]["template"]["spec"]["nodeSelector"] = {ZONE: other_zone}
+        attaches = objects.calls(cluster, "AttachDisk")
+        self.apply(f"a Deployment of the static claim pinned to {other_zone}", wrong)
+        pending = cluster.wait(
+            lambda: [p for p in cluster.pods(selector="app=static-wrong-zone")
+                     if objects.refused(p)],
+            "the scheduler's refusal",
+        )  # fmt: skip
+        self.kubectl("get", "pods", "-l", "app=static-wrong-zone", "-o", "wide")
+        message = pending[0]["status"]["conditions"][0]["message"]
+        self.n.say(f"PodScheduled=False: {message}")
         self.n.check(
-            f"a pod in {other_zone} is refused by scheduling", refused and wrong.phase == "Pending"
+            f"the scheduler refuses to place it in {other_zone}",
+            "didn't match PersistentVolume's node affinity" in message,
         )
+        self.n.check("no attach was even tried", objects.calls(cluster, "AttachDisk") == attaches)
+        self.delete(wrong)
+        right = objects.seed_deployment(pvc["metadata"]["name"], "static")
+        self.apply("the seed's Deployment with the static claim", right)
+        pod = self.running_pod("static")
+        self.kubectl("get", "pods", "-l", "app=static", "-o", "wide")
+        node = pod["spec"]["nodeName"]
         self.n.check(
-            "no attach was even tried for it",
-            calls_after.get("AttachDisk", 0) == calls_before.get("AttachDisk", 0),
+            f"the scheduler placed it in the disk's zone {zone}", cluster.zone_of(node) == zone
         )
-
-        right = Pod(name="static-right-zone", claim=claim.name,
-                    node_selector={K8S_ZONE_KEY: zone})  # fmt: skip
-        self.n.command(f"kubectl run {right.name} (nodeSelector zone={zone})")
-        target = self.run_pod(cluster, right)
-        self.show_pod(right, cluster)
-        write_text(target / "hello", "from the static way\n")
+        self.exec(pod, "sh", "-c", "echo 'from the static way' > /data/hello")
         self.n.check(
-            f"the pod in {zone} mounts the disk and writes to it",
-            read_text(target / "hello") == "from the static way\n",
+            "the pod mounts the disk and writes to it",
+            self.exec(pod, "cat", "/data/hello") == "from the static way\n",
         )
-        self.n.command(f"kubectl delete pod {right.name}")
-        cluster.delete_pod(right.name)
+        self.delete(right, pvc, pv)
 
     # ------------------------------------------------------------------ 2 and 3: topology
 
-    def topology_way(self, cluster: Cluster, *, claim_name: str = "disk-pvc") -> None:
+    def topology_way(self) -> dict[str, Any]:
         self.n.step(
             "2. The topology-aware way: StorageClass alicloud-disk-aware, WaitForFirstConsumer"
         )
-        cluster.add_class(
-            StorageClass(
-                name="alicloud-disk-aware",
-                parameters={"type": "cloud_ssd"},
-                binding_mode="WaitForFirstConsumer",
-            )
-        )
-        creates_before = self.info.calls().get("CreateDisk", 0)
-        self.n.command("kubectl create -f -  # PVC disk-pvc, from deploy/examples/dynamic.yaml")
-        cluster.create_claim(
-            PersistentVolumeClaim(
-                name=claim_name, storage_class="alicloud-disk-aware", request_bytes=20 * GIB
-            )
-        )
-        self.show_claims(cluster, claim_name)
+        cluster = self.cluster
+        self.kubectl("get", "storageclass", "alicloud-disk-aware")
+        seed = objects.example("dynamic.yaml")
+        pvc, deployment = objects.by_kind(seed, "PersistentVolumeClaim"), objects.seed_deployment()
+        creates = objects.calls(cluster, "CreateDisk")
+        self.apply("the PVC disk-pvc from deploy/examples/dynamic.yaml", pvc)
+        time.sleep(3)  # the binder and the provisioner have had their chance
+        self.kubectl("get", "pvc", "disk-pvc")
         self.n.check(
-            "the claim stays Pending without a pod", cluster.claims[claim_name].phase == "Pending"
+            "the claim stays Pending without a pod",
+            objects.claim(cluster, "disk-pvc")["status"].get("phase") == "Pending",
         )
         self.n.check(
             "no disk was created before the pod was placed",
-            self.info.calls().get("CreateDisk", 0) == creates_before,
+            objects.calls(cluster, "CreateDisk") == creates,
         )
-
-        pod = Pod(name="nginx-disk-1", claim=claim_name)
-        self.n.command("kubectl create -f -  # Deployment nginx-disk, from dynamic.yaml")
-        # The scheduler picks a node; prefer another zone than the controller's own, so the
-        # choice visibly comes from the pod's placement.
-        pod_zone = self.info.zones[1]
-        node = cluster.schedule(pod, prefer=lambda n: n.zone == pod_zone)
-        claim = cluster.claims[claim_name]
-        pv = cluster.volume_of(pod)
-        self.n.say(f"the scheduler placed {pod.name} on {node.name} ({node.zone})")
-        self.show_claims(cluster, claim_name)
-        self.show_volume(pv)
-        self.n.check("the claim is Bound once the pod is placed", claim.phase == "Bound")
+        self.apply("the Deployment nginx-disk from deploy/examples/dynamic.yaml", deployment)
+        pod = self.running_pod("nginx-disk")
+        node = pod["spec"]["nodeName"]
+        zone = cluster.zone_of(node)
+        self.kubectl("get", "pods", "-l", "app=nginx-disk", "-o", "wide")
+        self.kubectl("get", "pvc", "disk-pvc")
+        described = cluster.kubectl("describe", "pvc", "disk-pvc").stdout
+        self.n.command("kubectl describe pvc disk-pvc | grep selected-node")
+        self.n.say("\n".join(line for line in described.splitlines() if SELECTED_NODE in line))
+        pv = objects.bound_volume(cluster, "disk-pvc")
+        self.kubectl(
+            "get", "pv", pv["metadata"]["name"], "-o",
+            "custom-columns=NAME:.metadata.name,CAPACITY:.spec.capacity.storage,"
+            "HANDLE:.spec.csi.volumeHandle,"
+            "ZONE:.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]",
+        )  # fmt: skip
+        disk = objects.emulator_disks(cluster)[pv["spec"]["csi"]["volumeHandle"]]
+        annotations = objects.claim(cluster, "disk-pvc")["metadata"].get("annotations", {})
+        self.n.check("the claim is Bound once the pod is placed", bool(pv))
         self.n.check(
             "the claim carries volume.kubernetes.io/selected-node",
-            claim.annotations.get(SELECTED_NODE) == node.name,
+            annotations.get(SELECTED_NODE) == node,
         )
         self.n.check(
-            f"the PV's node affinity names the pod's zone {node.zone}", pv_zone(pv) == node.zone
+            f"the PV's node affinity names the pod's zone {zone}",
+            objects.affinity_zone(pv) == zone,
         )
+        self.n.check(f"the disk really lives in {zone}", disk["zone"] == zone, disk["id"])
         self.n.check(
-            "the disk really lives in that zone",
-            self.emulator_disk_zone(pv.volume_handle) == node.zone,
-            pv.volume_handle,
-        )
-        self.n.check(
-            "exactly one disk was created",
-            self.info.calls().get("CreateDisk", 0) == creates_before + 1,
+            "exactly one disk was created", objects.calls(cluster, "CreateDisk") == creates + 1
         )
 
         self.n.step("3. The pod writes /data/test; it is deleted and recreated; the file stays")
-        target = cluster.start_pod(pod)
-        self.show_pod(pod, cluster)
-        self.n.command(f"kubectl exec {pod.name} -- sh -c 'echo hello > /data/test'")
-        write_text(target / "test", "hello\n")
-        first_node = node.name
-        self.n.command(f"kubectl delete pod {pod.name}")
-        cluster.delete_pod(pod.name)
-        again = Pod(name="nginx-disk-2", claim=claim_name)
-        node2 = cluster.schedule(again, prefer=lambda n: n.name != first_node)
-        target2 = cluster.start_pod(again)
-        self.show_pod(again, cluster)
+        self.exec(pod, "sh", "-c", "echo hello > /data/test")
+        self.kubectl("cordon", node, note="so the new pod lands on the zone's other node")
+        try:
+            self.kubectl("delete", "pod", pod["metadata"]["name"], "--wait=false")
+            moved = self.running_pod("nginx-disk", other_than=pod["metadata"]["name"])
+            self.kubectl("get", "pods", "-l", "app=nginx-disk", "-o", "wide")
+        finally:
+            self.kubectl("uncordon", node)
+        second = moved["spec"]["nodeName"]
         self.n.check(
-            "the new pod runs on another node of the same zone",
-            node2.name != first_node and node2.zone == node.zone,
-            f"{first_node} -> {node2.name}",
+            f"the ReplicaSet's new pod runs on another node of {zone}",
+            second != node and cluster.zone_of(second) == zone,
+            f"{node} -> {second}",
         )
-        self.n.command(f"kubectl exec {again.name} -- ls /data")
-        listing = sorted(p.name for p in target2.iterdir())
-        self.n.say("  ".join(listing))
-        self.n.check("ls /data shows lost+found and test", listing == ["lost+found", "test"])
-        self.n.command(f"kubectl exec {again.name} -- cat /data/test")
-        content = read_text(target2 / "test")
-        self.n.say(content.rstrip())
-        self.n.check("the file written by the first pod is still there", content == "hello\n")
-        cluster.delete_pod(again.name)
-        self.n.command(f"kubectl delete pvc {claim_name}")
-        disk_id = pv.volume_handle
-        cluster.delete_claim(claim_name)
-        self.n.check("deleting the claim deletes its disk", self.emulator_disk_zone(disk_id) == "")
-
-    # ------------------------------------------------------------------ 4: controller mode
-
-    def controller_mode(self, cluster: Cluster) -> None:
-        self.n.step("4. Controller attach mode, and a node that fails")
-        cluster.add_class(
-            StorageClass(name="alicloud-disk-aware", parameters={"type": "cloud_ssd"})
+        listing = self.exec(moved, "ls", "/data")
+        self.n.check(
+            "ls /data shows lost+found and test", listing.split() == ["lost+found", "test"]
         )
-        cluster.create_claim(
-            PersistentVolumeClaim(
-                name="disk-pvc-ha", storage_class="alicloud-disk-aware", request_bytes=20 * GIB
+        self.n.check(
+            "the file written by the first pod is still there",
+            self.exec(moved, "cat", "/data/test") == "hello\n",
+        )
+        if cluster.attach_mode == "controller":
+            self.kubectl("get", "volumeattachments")
+            self.n.check(
+                "csi-attacher attached the disk to the new node only",
+                cluster.wait(
+                    lambda: objects.attachments(cluster, disk["id"]) == {second: True},
+                    "one attachment",
+                ),
             )
-        )
-        pod = Pod(name="nginx-disk-ha-1", claim="disk-pvc-ha")
-        zone = self.info.zones[1]
-        node = cluster.schedule(pod, prefer=lambda n: n.zone == zone)
-        target = cluster.start_pod(pod)
-        self.show_pod(pod, cluster)
-        write_text(target / "test", "survives a node failure\n")
-        pv = cluster.volume_of(pod)
+        return {"pvc": pvc, "deployment": deployment, "disk": disk["id"], "pod": moved}
+
+    def clean_up(self, story: dict[str, Any]) -> None:
+        self.delete(story["deployment"], story["pvc"])
         self.n.check(
-            "ControllerPublishVolume attached the disk before the node staged it",
-            (pv.volume_handle, node.name) in cluster.attachments,
+            "deleting the claim deletes its disk",
+            story["disk"] not in objects.emulator_disks(self.cluster),
         )
 
-        self.n.say(f"instance {node.name} stops (its mounts vanish with it)")
-        self.stack.stop_daemon(f"node-{node.name}")
-        sweep(node.kubelet_dir)
-        self.info.admin("POST", f"instances/{node.name}/stop")
-        node.ready = False
-        self.show_nodes(cluster)
-        cluster.delete_pod(pod.name, node_lost=True)
+    # ------------------------------------------------------------------ 4: a lost node
 
-        moved = Pod(name="nginx-disk-ha-2", claim="disk-pvc-ha")
-        node2 = cluster.schedule(moved)
-        target2 = cluster.start_pod(moved)
-        self.show_pod(moved, cluster)
-        self.n.check(
-            "the pod moved to another node of the same zone",
-            node2.name != node.name and node2.zone == node.zone,
-        )
-        content = read_text(target2 / "test")
-        self.n.check(
-            "the disk followed it without data loss", content == "survives a node failure\n"
-        )
-        cluster.delete_pod(moved.name)
-        cluster.delete_claim("disk-pvc-ha")
-        self.info.admin("POST", f"instances/{node.name}/start")
+    def node_lost(self, story: dict[str, Any]) -> None:
+        self.n.step("4. Controller attach mode: the instance under the pod stops")
+        cluster = self.cluster
+        pod = story["pod"]
+        node = pod["spec"]["nodeName"]
+        zone = cluster.zone_of(node)
+        self.n.say(f"instance {node} stops: its kubelet and node plugin go with it")
+        cluster.stop_node(node)
+        cluster.wait(lambda: objects.node_ready(cluster, node) != "True", f"{node} NotReady")
+        self.show_nodes()
+        self.kubectl(
+            "taint", "nodes", node, f"{OUT_OF_SERVICE}=nodeshutdown:NoExecute",
+            note="the operator confirms the node is gone",
+        )  # fmt: skip
+        try:
+            moved = self.running_pod("nginx-disk", other_than=pod["metadata"]["name"])
+            self.kubectl("get", "pods", "-l", "app=nginx-disk", "-o", "wide")
+            second = moved["spec"]["nodeName"]
+            self.n.check(
+                f"the pod moved to the other node of {zone}",
+                second != node and cluster.zone_of(second) == zone,
+                f"{node} -> {second}",
+            )
+            self.n.check(
+                "the disk followed it without data loss",
+                self.exec(moved, "cat", "/data/test") == "hello\n",
+            )
+        finally:
+            self.n.say(f"instance {node} starts again")
+            cluster.restart_node(node)
+            self.kubectl("taint", "nodes", node, f"{OUT_OF_SERVICE}-")
 
 
-DESCRIPTION = "Play the topology-aware story end to end on the built-in emulator."
+DESCRIPTION = (
+    "Play the topology-aware story end to end on a real Kubernetes control plane with the "
+    "real CSI sidecars, on the built-in emulator."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -400,17 +302,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--latency-scale",
         type=float,
-        default=0.2,
+        default=0.05,
         help="emulated ECS latencies as a fraction of realistic seconds",
     )
     parser.add_argument("--keep", action="store_true", help="keep the state dir afterwards")
+
+
+def play(mode: str, state_dir: Path, latency_scale: float, narrator: Narrator) -> None:
+    started = time.monotonic()
+    title = "node attach mode (deploy/kubernetes/)" if mode == "node" else (
+        "controller attach mode (deploy/kubernetes/controller-attach/)"
+    )  # fmt: skip
+    narrator.step(f"A real cluster in {title}")
+    with Cluster(state_dir / mode, mode, latency_scale=latency_scale) as cluster:
+        cluster.start()
+        narrator.say(
+            f"etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
+            f"{len(cluster.controllers)} controller replicas with their sidecars and "
+            f"{len(cluster.node_pods)} node plugins up in {time.monotonic() - started:.0f}s"
+        )
+        story = Story(cluster, narrator)
+        story.show_nodes()
+        story.kubectl(
+            "get", "csinodes", "-o",
+            "custom-columns=NODE:.metadata.name,DRIVER:.spec.drivers[0].name,"
+            "NODE-ID:.spec.drivers[0].nodeID,MAX-VOLUMES:.spec.drivers[0].allocatable.count",
+        )  # fmt: skip
+        if mode == "node":
+            story.static_way()
+        result = story.topology_way()
+        if mode == "controller":
+            story.node_lost(result)
+        story.clean_up(result)
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="csi-disk-demo-"))
     state_dir.mkdir(parents=True, exist_ok=True)
     narrator = Narrator(out)
-    stack = Stack(state_dir, latency_scale=args.latency_scale)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -419,15 +348,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     ok = False
     try:
         narrator.say(f"csi-disk demo: driver {DRIVER_NAME}, state in {state_dir}")
-        info = stack.start_emulator(zones=3, instances_per_zone=2)
-        narrator.say(f"emulated ECS at {info.ecs_endpoint}, region {info.region}, zones "
-                     + ", ".join(info.zones))  # fmt: skip
-        story = Story(stack, narrator)
-        cluster = story.bring_up("node")
-        story.static_way(cluster)
-        story.topology_way(cluster)
-        cluster = story.bring_up("controller")
-        story.controller_mode(cluster)
+        for mode in ("node", "controller"):
+            play(mode, state_dir, args.latency_scale, narrator)
         ok = True
     except StoryFailed as err:
         narrator.say(f"\nthe story stopped: {err}")
@@ -435,18 +357,16 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         narrator.say("\ninterrupted: cleaning up")
     except Exception as err:
         narrator.say(f"\nthe story broke: {type(err).__name__}: {err}")
-    finally:
-        stack.close()
     if ok and not narrator.failed:
         narrator.say(
             f"\ncsi-disk demo: all {len(narrator.passed)} checks passed."
             "\nNext: `csi-disk serve --help` for every flag, deploy/kubernetes/ for the"
-            " manifests, docs/ for the guides."
+            " manifests, docs/kubernetes.md for the cluster, docs/ for the guides."
         )
         if not args.keep and args.state_dir is None:
             shutil.rmtree(state_dir, ignore_errors=True)
         return 0
-    narrator.say(f"csi-disk demo: FAILED; logs are in {state_dir / 'logs'}")
+    narrator.say(f"csi-disk demo: FAILED; logs are under {state_dir}")
     return 1
 
 

@@ -13,13 +13,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from csi_disk.csi_pb import csi_pb2
+from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
 from csi_disk.host.mounts import read_mounts
-from csi_disk_demo.cluster import Plugin
 from csi_disk_emulator.process import (
     EmulatorInfo,
     EmulatorInstance,
@@ -31,6 +31,22 @@ from csi_disk_emulator.process import (
 )
 
 START_TIMEOUT = 60.0
+
+
+@dataclass
+class Plugin:
+    """One ``csi-disk serve`` endpoint, its three CSI services as gRPC stubs."""
+
+    endpoint: str  # unix:///path
+
+    def __post_init__(self) -> None:
+        self.channel = grpc.insecure_channel(self.endpoint)
+        self.identity = csi_pb2_grpc.IdentityStub(self.channel)
+        self.controller = csi_pb2_grpc.ControllerStub(self.channel)
+        self.node = csi_pb2_grpc.NodeStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 class Stack:

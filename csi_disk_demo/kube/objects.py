@@ -208,3 +208,21 @@ def node_ready(cluster: Cluster, node: str) -> str:
 PROVISIONER_LEASE = (
     "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/diskplugin-csi-alibabacloud-com"
 )
+
+
+def dump(items: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(items, sort_keys=False)
+
+
+def static_pv(disk_id: str, zone: str, region: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """deploy/examples/static-pv.yaml (PV and claim) filled in for one disk and its zone."""
+    items = example("static-pv.yaml")
+    pv, pvc = by_kind(items, "PersistentVolume"), by_kind(items, "PersistentVolumeClaim")
+    pv["spec"]["csi"]["volumeHandle"] = disk_id
+    pv["metadata"]["labels"]["failure-domain.beta.kubernetes.io/zone"] = zone
+    pv["metadata"]["labels"]["failure-domain.beta.kubernetes.io/region"] = region
+    for term in pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]:
+        for expression in term["matchExpressions"]:
+            if expression["key"] == ZONE:
+                expression["values"] = [zone]
+    return pv, pvc

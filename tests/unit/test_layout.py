@@ -196,6 +196,6 @@ def test_a_missing_program_says_so_and_fails(
 def test_a_broken_program_fails_with_its_own_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Installed but broken is not "not available": the import error itself surfaces."""
     monkeypatch.delitem(sys.modules, "csi_disk_demo.demo", raising=False)
-    monkeypatch.setitem(sys.modules, "csi_disk_demo.cluster", None)  # a module it needs
-    with pytest.raises(ImportError, match=r"csi_disk_demo\.cluster"):
+    monkeypatch.setitem(sys.modules, "csi_disk_demo.kube.cluster", None)  # a module it needs
+    with pytest.raises(ImportError, match=r"csi_disk_demo\.kube\.cluster"):
         cli.main(["demo", "--help"])

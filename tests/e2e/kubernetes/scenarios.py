@@ -8,6 +8,7 @@ from typing import Any
 
 from csi_disk_demo.kube.cluster import Cluster
 from csi_disk_demo.kube.objects import PROVISIONER_LEASE
+from csi_disk_demo.kube.objects import static_pv as static_pv_objects
 from tests.e2e.kubernetes.story import (
     OUT_OF_SERVICE,
     SELECTED_NODE,
@@ -39,14 +40,7 @@ def static_pv(cluster: Cluster) -> None:
     disk's zone, where the disk is mounted."""
     zone, other_zone = cluster.info.zones[0], cluster.info.zones[1]
     disk_id = operator_disk(cluster, zone, f"static-{cluster.attach_mode}")
-    objects = example("static-pv.yaml")
-    pv, pvc = by_kind(objects, "PersistentVolume"), by_kind(objects, "PersistentVolumeClaim")
-    pv["spec"]["csi"]["volumeHandle"] = disk_id
-    pv["metadata"]["labels"]["failure-domain.beta.kubernetes.io/zone"] = zone
-    pv["metadata"]["labels"]["failure-domain.beta.kubernetes.io/region"] = cluster.info.region
-    pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0][
-        "values"
-    ] = [zone]
+    pv, pvc = static_pv_objects(disk_id, zone, cluster.info.region)
     deployment = seed_deployment(claim_name=pvc["metadata"]["name"], app="static")
     wrong = copy.deepcopy(deployment)
     wrong["metadata"]["name"] = "static-wrong-zone"

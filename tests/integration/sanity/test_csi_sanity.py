@@ -30,8 +30,7 @@ from pathlib import Path
 import pytest
 
 from csi_disk.csi_pb import csi_pb2
-from csi_disk_demo.cluster import Plugin
-from csi_disk_demo.stack import Stack, leftovers
+from csi_disk_demo.stack import Plugin, Stack, leftovers
 from csi_disk_emulator.process import dying_with_parent
 from tests.conftest import IN_CI, REPO_ROOT
 

@@ -22,8 +22,7 @@ import pytest
 
 from csi_disk import DRIVER_NAME
 from csi_disk.csi_pb import csi_pb2
-from csi_disk_demo.cluster import Plugin
-from csi_disk_demo.stack import EmulatorInfo, Stack, sweep
+from csi_disk_demo.stack import EmulatorInfo, Plugin, Stack, sweep
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
 

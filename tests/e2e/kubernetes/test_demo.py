@@ -1,5 +1,5 @@
-"""Ctrl-C on a running cluster leaves nothing behind: no process, mount, loop device or
-listening port."""
+"""Ctrl-C on a running cluster, and on the demo mid-story, leaves nothing behind: no process,
+mount, loop device or listening port. And the demo, as a user runs it, passes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from csi_disk_demo.stack import leftovers
 from tests.conftest import REPO_ROOT, require_root
 from tests.e2e.kubernetes.story import alive, host_listeners, listening_on
 
-pytestmark = [pytest.mark.root, pytest.mark.kubernetes, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.root, pytest.mark.kubernetes, pytest.mark.timeout(300)]
 
 
 def descendants(pid: int) -> set[int]:
@@ -75,3 +75,49 @@ def test_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     for folder in runtime:
         assert leftovers(folder) == ([], [])
         assert not folder.exists(), f"{folder} left behind"
+
+
+def test_demo_command_succeeds(tmp_path: Path) -> None:
+    """The README's main command, as a user runs it."""
+    require_root()
+    result = subprocess.run(
+        [sys.executable, "-m", "csi_disk", "demo", "--state-dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=280, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "checks passed." in result.stdout
+    assert "FAIL" not in result.stdout
+    for shown in ("$ kubectl get pvc disk-pvc", "volume.kubernetes.io/selected-node: ",
+                  "lost+found\ntest", "NotReady"):  # fmt: skip
+        assert shown in result.stdout
+    assert leftovers(tmp_path) == ([], [])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_demo_cleans_up(tmp_path: Path, signum: int) -> None:
+    """Stopped with a disk staged and published, the demo leaves nothing running or mounted."""
+    require_root()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "csi_disk", "demo", "--state-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen = []
+    pids: set[int] = set()
+    for line in process.stdout:
+        seen.append(line)
+        if "the pod mounts the disk and writes to it" in line:
+            pids = descendants(process.pid)
+            break
+    assert pids, "".join(seen)[-3000:]
+    ports = {port for _, _, port in host_listeners(pids)}
+    process.send_signal(signum)
+    rest, _ = process.communicate(timeout=120)
+    output = "".join(seen) + rest
+    assert process.returncode == 1, output[-3000:]
+    assert "interrupted" in output
+    assert not [p for p in pids if alive(p)], "processes outlived the demo"
+    assert not [p for p in ports if listening_on(p)], "ports still listened on"
+    assert leftovers(tmp_path) == ([], [])
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if "/csi-kube-" in line], "mounts left in a cluster's runtime folder"  # fmt: skip
