@@ -8,8 +8,6 @@ with running_emulator(tmp_path / "ecs", latency_scale=0.01) as emu:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import signal
@@ -81,20 +79,6 @@ def read_info(state_dir: Path, process: subprocess.Popen[bytes] | None = None) -
     raw = json.loads((state_dir / "emulator.json").read_text(encoding="utf-8"))
     raw["instances"] = [EmulatorInstance(**i) for i in raw["instances"]]
     return EmulatorInfo(**raw, state_dir=state_dir, process=process)
-
-
-def die_with_parent() -> None:
-    """In a child before exec: get SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG).
-
-    Prefer ``dying_with_parent``: a ``preexec_fn`` makes Python fork instead of vfork, and
-    grpcio's fork handlers can then crash the child of a process holding gRPC channels
-    before it reaches exec (grpc/grpc#43055).
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: nothing to arrange
-        pass
 
 
 def dying_with_parent(argv: Sequence[str]) -> list[str]:
