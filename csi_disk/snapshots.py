@@ -32,6 +32,7 @@ from csi_disk.errors import (
 )
 from csi_disk.locks import InFlight
 from csi_disk.parameters import parse_count
+from csi_disk.quoting import quote
 from csi_disk.tokens import client_token
 from csi_disk.volume_ids import (
     check_id,
@@ -87,17 +88,17 @@ def parse_parameters(params: Mapping[str, str]) -> SnapshotParameters:
     retention: int | None = None
     for key, value in sorted(params.items()):
         if has_control_chars(key) or has_control_chars(value):
-            raise InvalidArgument(f"snapshot parameter {key[:64]!a} holds a control character")
+            raise InvalidArgument(f"snapshot parameter {quote(key)} holds a control character")
         if key in SNAPSHOTTER_TAGS:
             tags[SNAPSHOTTER_TAGS[key]] = value
         elif key == RETENTION_DAYS_KEY:
             retention = parse_count(key, value, MAX_RETENTION_DAYS)
             if retention < 1:
-                raise InvalidArgument(f"parameter {key}={value!r} must be at least one day")
+                raise InvalidArgument(f"parameter {key}={quote(value)} must be at least one day")
         elif key in IGNORED:
             warnings.append(f"parameter {key} is ignored: {IGNORED[key]}")
         else:
-            raise InvalidArgument(f"unknown snapshot parameter {key!r}")
+            raise InvalidArgument(f"unknown snapshot parameter {quote(key)}")
     return SnapshotParameters(tags, retention, tuple(warnings))
 
 
@@ -321,8 +322,8 @@ def _parse_cursor(token: str) -> tuple[str, int]:
     if not token:
         return "", 0
     if not token.startswith(SNAPSHOT_CURSOR_PREFIX):
-        raise Aborted(f"starting_token {token[:40]!r} was not issued by this driver")
+        raise Aborted(f"starting_token {quote(token)} was not issued by this driver")
     offset, sep, cloud_token = token.removeprefix(SNAPSHOT_CURSOR_PREFIX).partition(":")
     if not sep or not offset.isdigit():
-        raise Aborted(f"starting_token {token[:40]!r} is malformed")
+        raise Aborted(f"starting_token {quote(token)} is malformed")
     return cloud_token, int(offset)

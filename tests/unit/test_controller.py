@@ -141,7 +141,7 @@ def test_create_zone_param_outside_requisite_is_invalid(ctl: ControllerService) 
         (create_request(required=-1), "negative"),
         (create_request(required=10 * GIB, limit=5 * GIB), "exceeds"),
         (create_request(params={"tpye": "x"}), "tpye"),
-        (create_request(params={"encrypted": "maybe"}), "encrypted=maybe"),
+        (create_request(params={"encrypted": "maybe"}), "encrypted=.maybe."),
         (create_request(params={"regionId": "cn-beijing"}), "regionId"),
     ],
 )
