@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -220,24 +221,21 @@ class Snapshots:
         ecs_name = name if _SNAPSHOT_NAME.fullmatch(name) and not name.startswith(
             ("auto", "http")
         ) else ""  # fmt: skip
-        token = client_token(name)
-        try:
-            snapshot_id = self._cloud.create_snapshot(
-                source,
-                name=ecs_name,
-                client_token=token,
-                tags=tags,
-                retention_days=params.retention_days,
-            )
-        except EcsError as err:
-            if err.ecs_code != "IdempotentParameterMismatch":
-                raise
-            # The token was used for an earlier snapshot of this name that is gone now.
-            log.warning("CreateSnapshot %s: stale client token, creating without it", name)
-            snapshot_id = self._cloud.create_snapshot(
-                source, name=ecs_name, client_token="", tags=tags,
-                retention_days=params.retention_days,
-            )  # fmt: skip
+        arguments = json.dumps(
+            [source, ecs_name, sorted(tags.items()), params.retention_days], sort_keys=True
+        )
+        snapshot_id = self._create_under(name, source, ecs_name, tags, params, client_token(name))
+        if snapshot_id is None:
+            # The name's token made a snapshot with other arguments (of another volume, or
+            # with other tags) and the tag lookup found none carrying the name. Never create
+            # without a token: a lost reply and a tag lookup lagging behind the new snapshot
+            # would then make a second one. A token derived from the arguments is the same on
+            # every retry, so ECS answers the first snapshot made under it.
+            log.info("CreateSnapshot %s: token used with other arguments; deriving one", name)
+            derived = client_token(f"{name}@{arguments}")
+            snapshot_id = self._create_under(name, source, ecs_name, tags, params, derived)
+            if snapshot_id is None:
+                raise Aborted(f"CreateSnapshot {name}: ECS refuses both client tokens; retrying")
         log.info("CreateSnapshot %s: snapshot %s of %s", name, snapshot_id, source)
         snap = self.describe_snapshot(snapshot_id)
         if snap is None:  # not listed yet: report what was asked for, not ready
@@ -250,6 +248,30 @@ class Snapshots:
                 tags=tags,
             )
         return snap
+
+    def _create_under(
+        self,
+        name: str,
+        source: str,
+        ecs_name: str,
+        tags: dict[str, str],
+        params: SnapshotParameters,
+        token: str,
+    ) -> str | None:
+        """CreateSnapshot under ``token``; None when ECS answers that the token was used
+        with other arguments."""
+        try:
+            return self._cloud.create_snapshot(
+                source,
+                name=ecs_name,
+                client_token=token,
+                tags=tags,
+                retention_days=params.retention_days,
+            )
+        except EcsError as err:
+            if err.ecs_code != "IdempotentParameterMismatch":
+                raise
+            return None
 
     # --- DeleteSnapshot --------------------------------------------------------------------
 
