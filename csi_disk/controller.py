@@ -36,6 +36,7 @@ from csi_disk.disks import Disks, Waiter
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
+    DeadlineExceeded,
     InvalidArgument,
     NotFound,
     OutOfRange,
@@ -166,6 +167,13 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             for _ in range(TOKEN_GENERATIONS):
                 if settled is not None:
                     break
+                if deadline.expired:
+                    # Every generation shares the call's one deadline: the caller's retry
+                    # follows the same chain of tokens to the same disks.
+                    raise DeadlineExceeded(
+                        f"disk {disk.id} for {name} vanished while being created; the next "
+                        "call creates it anew"
+                    )
                 # ECS answers a used token with the disk it made then, even once that disk
                 # is deleted: the name lives again under a token derived from the dead disk,
                 # the same on every retry, so a lost reply still finds its disk.
