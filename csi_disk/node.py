@@ -8,6 +8,7 @@ finds it blank.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -124,7 +125,10 @@ def _remove_if_empty(path: Path) -> None:
             log.warning("leaving %s in place: %s", quote(path), err.strerror)
             return
         if err.errno == errno.ENOTDIR:
-            path.unlink(missing_ok=True)
+            # The path is a file (a block publication's), or a parent is not a directory,
+            # so nothing can be at the path.
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                path.unlink()
             return
         raise
 

@@ -964,3 +964,18 @@ def test_serials_that_disagree_are_refused(kubelet: Path) -> None:
     request.publish_context.update(serial="attached1", serialNumber="attached2")
     assert code_of(node.NodeStageVolume, request) == "INVALID_ARGUMENT"
     assert host.mount_calls == []
+
+
+def test_undoing_at_a_path_below_a_file_is_done(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    """A parent that is a regular file (ENOTDIR) means nothing can be at the path."""
+    disk = cloud.add_disk()
+    kubelet.mkdir(parents=True)
+    (kubelet / "a-file").write_text("not a directory\n")
+    below = kubelet / "a-file" / "x"
+    node.NodeUnstageVolume(unstage_req(disk.id, below), None)
+    node.NodeUnpublishVolume(
+        csi_pb2.NodeUnpublishVolumeRequest(volume_id=disk.id, target_path=str(below)), None
+    )
+    assert (kubelet / "a-file").read_text() == "not a directory\n"
