@@ -8,17 +8,21 @@ Pure logic, no host access: filesystems and mount flags are checked against the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import InvalidArgument
 from csi_disk.fstypes import check_fs_type
 from csi_disk.mount_flags import check_mount_flags
+from csi_disk.quoting import quote
 
 AccessMode = csi_pb2.VolumeCapability.AccessMode
 
-# The publish_context key that carries the disk's serial from ControllerPublish to the node.
+# The publish_context keys that carry the disk's serial from ControllerPublish to the node:
+# this driver's, and the upstream Go driver's. ControllerPublish writes both, and the node
+# reads either, so during a rolling migration each side understands the other.
 SERIAL_KEY = "serial"
+UPSTREAM_SERIAL_KEY = "serialNumber"
 
 SINGLE_NODE_MODES = frozenset(
     {
@@ -77,3 +81,21 @@ def check_all(caps: Sequence[csi_pb2.VolumeCapability], *, multi_attach: bool) -
         raise InvalidArgument("volume_capabilities are required")
     for index, cap in enumerate(caps):
         check(cap, multi_attach=multi_attach, field=f"volume_capabilities[{index}]")
+
+
+def publish_context(serial: str) -> dict[str, str]:
+    """What ControllerPublishVolume tells the node: the serial, under both keys."""
+    return {SERIAL_KEY: serial, UPSTREAM_SERIAL_KEY: serial}
+
+
+def published_serial(context: Mapping[str, str]) -> str:
+    """The serial ControllerPublishVolume reported ("" when none did); INVALID_ARGUMENT
+    when the two keys disagree, since the node could not know which disk to trust."""
+    ours = context.get(SERIAL_KEY, "")
+    upstream = context.get(UPSTREAM_SERIAL_KEY, "")
+    if ours and upstream and ours != upstream:
+        raise InvalidArgument(
+            f"publish_context {SERIAL_KEY}={quote(ours)} and {UPSTREAM_SERIAL_KEY}="
+            f"{quote(upstream)} name different disks"
+        )
+    return ours or upstream

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from csi_disk.errors import InvalidArgument, OutOfRange
+from csi_disk.quoting import quote
 
 GIB = 1024**3
 DEFAULT_SIZE_GIB = 20  # the size of a volume whose request names no capacity
@@ -59,7 +60,7 @@ def category(name: str) -> Category:
         return CATEGORIES[name]
     except KeyError:
         known = ", ".join(CATEGORIES)
-        raise InvalidArgument(f"unknown disk category {name!r} (known: {known})") from None
+        raise InvalidArgument(f"unknown disk category {quote(name)} (known: {known})") from None
 
 
 def has_performance_levels(name: str) -> bool:
@@ -77,7 +78,9 @@ def size_range(name: str, performance_level: str = "") -> SizeRange:
     if not performance_level:
         return desc.size
     if performance_level not in desc.performance_levels:
-        raise InvalidArgument(f"category {name} has no performance level {performance_level}")
+        raise InvalidArgument(
+            f"category {name} has no performance level {quote(performance_level)}"
+        )
     return desc.performance_levels[performance_level]
 
 

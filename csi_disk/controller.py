@@ -36,6 +36,7 @@ from csi_disk.disks import Disks, Waiter
 from csi_disk.errors import (
     Aborted,
     AlreadyExists,
+    DeadlineExceeded,
     InvalidArgument,
     NotFound,
     OutOfRange,
@@ -46,6 +47,7 @@ from csi_disk.expansion import Expansion
 from csi_disk.locks import InFlight
 from csi_disk.modification import Modification, with_mutable
 from csi_disk.parameters import VolumeParameters
+from csi_disk.quoting import quote
 from csi_disk.snapshots import Snapshots
 from csi_disk.tokens import VOLUME_NAME_TAG, client_token
 from csi_disk.volume_ids import (
@@ -165,6 +167,13 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             for _ in range(TOKEN_GENERATIONS):
                 if settled is not None:
                     break
+                if deadline.expired:
+                    # Every generation shares the call's one deadline: the caller's retry
+                    # follows the same chain of tokens to the same disks.
+                    raise DeadlineExceeded(
+                        f"disk {disk.id} for {name} vanished while being created; the next "
+                        "call creates it anew"
+                    )
                 # ECS answers a used token with the disk it made then, even once that disk
                 # is deleted: the name lives again under a token derived from the dead disk,
                 # the same on every retry, so a lost reply still finds its disk.
@@ -419,7 +428,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     @staticmethod
     def _published(disk: Disk) -> csi_pb2.ControllerPublishVolumeResponse:
         return csi_pb2.ControllerPublishVolumeResponse(
-            publish_context={capabilities.SERIAL_KEY: _serial(disk)}
+            publish_context=capabilities.publish_context(_serial(disk))
         )
 
     def ControllerUnpublishVolume(
@@ -478,7 +487,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("max_entries must not be negative")
         token = request.starting_token
         if token and not token.startswith(LIST_CURSOR_PREFIX):
-            raise Aborted(f"starting_token {token[:40]!r} was not issued by this driver")
+            raise Aborted(f"starting_token {quote(token)} was not issued by this driver")
         cloud_token = token.removeprefix(LIST_CURSOR_PREFIX)
         try:
             page = self.cloud.find_disks(

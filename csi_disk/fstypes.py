@@ -4,6 +4,7 @@ checks, the ``csi.storage.k8s.io/fstype`` parameter and the node's mkfs, fsck an
 from __future__ import annotations
 
 from csi_disk.errors import InvalidArgument
+from csi_disk.quoting import quote
 
 FS_TYPES = ("ext4", "ext3", "xfs")  # the first is the default
 DEFAULT_FS_TYPE = FS_TYPES[0]
@@ -15,7 +16,7 @@ def check_fs_type(fs_type: str, field: str = "fs_type") -> str:
     chosen = (fs_type or DEFAULT_FS_TYPE).lower()
     if chosen not in FS_TYPES:
         raise InvalidArgument(
-            f"{field} {fs_type[:40]!r} is not supported (use one of {', '.join(FS_TYPES)})"
+            f"{field} {quote(fs_type)} is not supported (use one of {', '.join(FS_TYPES)})"
         )
     return chosen
 

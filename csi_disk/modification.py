@@ -24,6 +24,7 @@ from csi_disk.deadlines import Deadline
 from csi_disk.disks import Disks
 from csi_disk.errors import InvalidArgument, NotFound
 from csi_disk.parameters import MAX_PROVISIONED_IOPS, VolumeParameters, parse_count
+from csi_disk.quoting import quote
 from csi_disk.volume_ids import check_id, validate_volume_id
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def parse_mutable(params: Mapping[str, str]) -> Change:
     for key in sorted(params):
         if key not in MUTABLE_KEYS:
             raise InvalidArgument(
-                f"unknown mutable parameter {key!r} (known: {', '.join(MUTABLE_KEYS)})"
+                f"unknown mutable parameter {quote(key)} (known: {', '.join(MUTABLE_KEYS)})"
             )
     category = params.get("type")
     if category is not None:
@@ -59,7 +60,8 @@ def parse_mutable(params: Mapping[str, str]) -> Change:
     level = params.get("performanceLevel")
     if level is not None and level not in PERFORMANCE_LEVELS:
         raise InvalidArgument(
-            f"parameter performanceLevel={level!r} must be one of {', '.join(PERFORMANCE_LEVELS)}"
+            f"parameter performanceLevel={quote(level)} must be one of "
+            f"{', '.join(PERFORMANCE_LEVELS)}"
         )
     iops: int | None = None
     if "provisionedIops" in params:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 
 from csi_disk.errors import InvalidArgument
+from csi_disk.quoting import quote
 
 # Mount flags a workload may ask for. Anything that changes who may access the data
 # (e.g. uid=), recovery behaviour (norecovery), turns off write barriers (nobarrier,
@@ -92,7 +93,7 @@ def _check_flag(flag: str) -> None:
         bare = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
         if _SELINUX_CONTEXT.fullmatch(bare):
             return
-    raise InvalidArgument(f"mount flag {flag!r} is not allowed")
+    raise InvalidArgument(f"mount flag {quote(flag)} is not allowed")
 
 
 def check_mount_flags(flags: Iterable[str]) -> list[str]:
@@ -100,7 +101,7 @@ def check_mount_flags(flags: Iterable[str]) -> list[str]:
     checked: list[str] = []
     for entry in flags:
         if any(ord(c) < 32 for c in entry):
-            raise InvalidArgument(f"mount flag {entry!r} contains control characters")
+            raise InvalidArgument(f"mount flag {quote(entry)} contains control characters")
         for flag in split_flags(entry):
             _check_flag(flag)
             checked.append(flag)

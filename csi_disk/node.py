@@ -8,6 +8,7 @@ finds it blank.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -19,7 +20,7 @@ import grpc
 
 from csi_disk import capabilities, tokens, topology
 from csi_disk.attach import Attacher
-from csi_disk.capabilities import SERIAL_KEY
+from csi_disk.capabilities import published_serial
 from csi_disk.cloud.port import Cloud
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
@@ -36,9 +37,11 @@ from csi_disk.errors import (
 from csi_disk.failpoints import failpoint
 from csi_disk.fstypes import check_fs_type, serves
 from csi_disk.host import devices, filesystems
+from csi_disk.host.bounded import BoundedCalls
 from csi_disk.host.linux import LinuxHost
 from csi_disk.host.mounts import Mount
 from csi_disk.host.paths import (
+    ImpossiblePath,
     create_file_inside,
     make_dirs_inside,
     resolve_inside,
@@ -49,6 +52,7 @@ from csi_disk.host.safe_mount import SafeFormatAndMount
 from csi_disk.locks import InFlight
 from csi_disk.mount_flags import check_mount_flags
 from csi_disk.parameters import OMIT_FSCK_KEY
+from csi_disk.quoting import quote
 from csi_disk.volume_ids import (
     check_id,
     has_control_chars,
@@ -118,10 +122,13 @@ def _remove_if_empty(path: Path) -> None:
         return
     except OSError as err:
         if err.errno in (errno.ENOTEMPTY, errno.EBUSY, errno.EEXIST):
-            log.warning("leaving %s in place: %s", path, err.strerror)
+            log.warning("leaving %s in place: %s", quote(path), err.strerror)
             return
         if err.errno == errno.ENOTDIR:
-            path.unlink(missing_ok=True)
+            # The path is a file (a block publication's), or a parent is not a directory,
+            # so nothing can be at the path.
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                path.unlink()
             return
         raise
 
@@ -191,6 +198,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self._device_timeout = device_timeout
         self._stats_timeout = stats_timeout
         self._locks = InFlight()
+        # NodeGetVolumeStats looks at the volume's path in a thread it may abandon: a hung
+        # filesystem can block even the stat() that finds what is mounted there.
+        self._stat_calls = BoundedCalls("volume stats")
 
     @classmethod
     def from_metadata(
@@ -314,14 +324,26 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         omit = request.volume_context.get(OMIT_FSCK_KEY, "").strip().lower()
         omit_fsck = omit in ("true", "yes", "1")
         disk_id = validate_volume_id(request.volume_id)
+        serial = published_serial(request.publish_context)
         with self._locks.hold(disk_id):
-            serial = request.publish_context.get(SERIAL_KEY, "")
+            if wanted.block:
+                self._check_unstaged(disk_id, staging)
             device = self._attached_device(disk_id, serial, deadline)
             if not wanted.block:
                 self._stage_filesystem(
                     disk_id, device, staging, wanted, mkfs_options, omit_fsck=omit_fsck
                 )
         return csi_pb2.NodeStageVolumeResponse()
+
+    def _check_unstaged(self, disk_id: str, staging: Path) -> None:
+        """A block volume is staged by attaching alone, so its staging path stays empty; a
+        filesystem mounted there was staged by an earlier call with a mount capability."""
+        existing = self._host.find_mount(staging)
+        if existing is not None:
+            raise AlreadyExists(
+                f"{quote(staging)} already holds a {existing.fstype} mount: disk {disk_id} "
+                "cannot be staged there as a block volume"
+            )
 
     def _attached_device(self, disk_id: str, serial: str, deadline: Deadline) -> Path:
         """Attach (node attach mode) and find the disk's device, checked by its serial."""
@@ -348,7 +370,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         found = self._host.serial_of(device)
         if serial and found is not None and devices.serial_for(found) != devices.serial_for(serial):
             raise FailedPrecondition(
-                f"{device} has serial {found!r}, not the {serial!r} the controller reported"
+                f"{device} has serial {quote(found)}, not the {quote(serial)} the controller "
+                "reported"
             )
         return device
 
@@ -371,7 +394,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 self._mounter.grow(disk_id, device, staging, existing.fstype)
             return
         if staging.exists() and not staging.is_dir():
-            raise FailedPrecondition(f"staging_target_path {staging} exists and is not a directory")
+            raise FailedPrecondition(
+                f"staging_target_path {quote(staging)} exists and is not a directory"
+            )
+        self._refuse_raw_block_user(disk_id, device)
         make_dirs_inside(staging, self.config.kubelet_dir, "staging_target_path")
         self._mounter.mount(
             disk_id,
@@ -385,34 +411,55 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             check_target=lambda: self._recheck(staging, "staging_target_path"),
         )
 
+    def _refuse_raw_block_user(self, disk_id: str, device: Path) -> None:
+        """A disk published as a raw block volume holds whatever its user wrote, with or
+        without a signature blkid knows: staging it as a filesystem could format it."""
+        rdev = self._host.device_number(device)
+        if rdev is None:
+            return
+        own = (os.major(rdev), os.minor(rdev))
+        mounts = self._host.mounts_of_device(device)
+        raw = [m.mount_point for m in mounts if (m.major, m.minor) != own]
+        if raw:
+            raise AlreadyExists(
+                f"disk {disk_id} is published as a block volume at {quote(raw[0])}: it "
+                "cannot be staged as a filesystem"
+            )
+
     def _check_staged(
         self, disk_id: str, device: Path, staging: Path, existing: Mount, wanted: _Request
     ) -> None:
         rdev = self._host.device_number(device)
         if rdev is None or (existing.major, existing.minor) != (os.major(rdev), os.minor(rdev)):
             raise AlreadyExists(
-                f"{staging} already holds another device ({existing.source}), not disk {disk_id}"
+                f"{quote(staging)} already holds another device ({quote(existing.source)}), "
+                f"not disk {disk_id}"
             )
         if not serves(existing.fstype, wanted.fstype):
             raise AlreadyExists(
                 f"disk {disk_id} is staged as {existing.fstype}, not {wanted.fstype}"
             )
         if existing.read_only and "ro" not in wanted.flags:
-            raise AlreadyExists(f"disk {disk_id} is staged read-only at {staging}")
+            raise AlreadyExists(f"disk {disk_id} is staged read-only at {quote(staging)}")
 
     def NodeUnstageVolume(
         self, request: csi_pb2.NodeUnstageVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnstageVolumeResponse:
         deadline = self.deadline(context)
         disk_id = check_id(request.volume_id, "volume_id")
-        staging = self._path(request.staging_target_path, "staging_target_path")
+        try:
+            staging = self._path(request.staging_target_path, "staging_target_path")
+        except ImpossiblePath:
+            return csi_pb2.NodeUnstageVolumeResponse()  # no file has that path: nothing there
         if not is_disk_id(disk_id):
             return csi_pb2.NodeUnstageVolumeResponse()  # names no disk: never staged here
         with self._locks.hold(disk_id):
             if self._host.find_mount(staging) is not None:
                 self._host.unmount(staging)
                 if self._host.find_mount(staging) is not None:
-                    raise FailedPrecondition(f"{staging} is still mounted after unmounting it")
+                    raise FailedPrecondition(
+                        f"{quote(staging)} is still mounted after unmounting it"
+                    )
                 failpoint("unstage:after-unmount")
             _remove_if_empty(staging)
             if self._attacher is not None:
@@ -420,9 +467,10 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 if device is not None:
                     busy = self._host.mounts_of_device(device)
                     if busy:
-                        where = ", ".join(m.mount_point for m in busy)
+                        where = quote(busy[0].mount_point)
+                        more = f" and {len(busy) - 1} more" if len(busy) > 1 else ""
                         raise FailedPrecondition(
-                            f"disk {disk_id} is still mounted at {where}; not detaching it"
+                            f"disk {disk_id} is still mounted at {where}{more}; not detaching it"
                         )
                 failpoint("unstage:before-detach")
                 self._attacher.detach(disk_id, self.instance_id, deadline)
@@ -466,7 +514,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         )
         if elsewhere:
             raise FailedPrecondition(
-                f"disk {disk_id} is single-writer and already published at {elsewhere[0]}"
+                f"disk {disk_id} is single-writer and already published at "
+                f"{quote(elsewhere[0])}"
             )
 
     def _publish_mount(
@@ -474,7 +523,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     ) -> None:
         source = self._host.find_mount(staging)
         if source is None:
-            raise FailedPrecondition(f"disk {disk_id} is not staged at {staging}")
+            raise FailedPrecondition(f"disk {disk_id} is not staged at {quote(staging)}")
         existing = self._host.find_mount(target)
         if existing is not None:
             same = (existing.major, existing.minor, existing.root) == (
@@ -483,20 +532,23 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 source.root,
             )
             if not same:
-                raise AlreadyExists(f"{target} already holds another mount ({existing.source})")
+                raise AlreadyExists(
+                    f"{quote(target)} already holds another mount ({quote(existing.source)})"
+                )
             if existing.read_only != read_only:
                 state = "read-only" if existing.read_only else "read-write"
-                raise AlreadyExists(f"{target} is already published {state}")
+                raise AlreadyExists(f"{quote(target)} is already published {state}")
             return
         if target.exists() and not target.is_dir():
-            raise FailedPrecondition(f"target_path {target} exists and is not a directory")
+            raise FailedPrecondition(f"target_path {quote(target)} exists and is not a directory")
         make_dirs_inside(target, self.config.kubelet_dir, "target_path")
         failpoint("publish:after-mkdir")
         self._recheck(staging, "staging_target_path")
         self._recheck(target, "target_path")
         self._host.bind_mount(staging, target, read_only, flags)
         failpoint("publish:after-bind")
-        log.info("disk %s published at %s%s", disk_id, target, " (read-only)" if read_only else "")
+        suffix = " (read-only)" if read_only else ""
+        log.info("disk %s published at %s%s", disk_id, quote(target), suffix)
 
     def _publish_block(self, disk_id: str, target: Path, read_only: bool) -> None:
         device = self._host.find_device(disk_id)
@@ -505,22 +557,27 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         rdev = self._host.device_number(device)
         if self._host.find_mount(target) is not None:
             if rdev is None or self._host.device_number(target) != rdev:
-                raise AlreadyExists(f"{target} already holds another device")
+                raise AlreadyExists(f"{quote(target)} already holds another device")
             return
         if target.is_dir():
             _remove_if_empty(target)  # the kubelet may have made a directory; a file is wanted
             if target.exists():
-                raise FailedPrecondition(f"target_path {target} is a non-empty directory")
+                raise FailedPrecondition(f"target_path {quote(target)} is a non-empty directory")
         create_file_inside(target, self.config.kubelet_dir, "target_path")
         self._recheck(target, "target_path")
         self._host.bind_mount(device, target, read_only, [])
-        log.info("disk %s (%s) published as a block device at %s", disk_id, device, target)
+        log.info(
+            "disk %s (%s) published as a block device at %s", disk_id, device, quote(target)
+        )
 
     def NodeUnpublishVolume(
         self, request: csi_pb2.NodeUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeUnpublishVolumeResponse:
         disk_id = check_id(request.volume_id, "volume_id")
-        target = self._path(request.target_path, "target_path", leaf_link_ok=True)
+        try:
+            target = self._path(request.target_path, "target_path", leaf_link_ok=True)
+        except ImpossiblePath:
+            return csi_pb2.NodeUnpublishVolumeResponse()  # no file has that path: nothing there
         if not is_disk_id(disk_id):
             return csi_pb2.NodeUnpublishVolumeResponse()  # names no disk: never published here
         with self._locks.hold(disk_id):
@@ -532,7 +589,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             if self._host.find_mount(target) is not None:
                 self._host.unmount(target)
                 if self._host.find_mount(target) is not None:
-                    raise FailedPrecondition(f"{target} is still mounted after unmounting it")
+                    raise FailedPrecondition(
+                        f"{quote(target)} is still mounted after unmounting it"
+                    )
             if target.is_symlink() or (target.exists() and not target.is_dir()):
                 target.unlink(missing_ok=True)
             else:
@@ -546,16 +605,27 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     ) -> csi_pb2.NodeGetVolumeStatsResponse:
         deadline = self.deadline(context)
         disk_id = self._volume_id_at(request.volume_id, request.volume_path)
-        path = self._volume_path(request.volume_path, disk_id)
+        text = request.volume_path
+        # Everything below touches the path, and a hung filesystem can block any of it.
+        return self._stat_calls.run(
+            f"{disk_id} at {text}",
+            lambda: self._volume_stats(disk_id, text, deadline),
+            deadline.within(self._stats_timeout),
+        )
+
+    def _volume_stats(
+        self, disk_id: str, text: str, deadline: Deadline
+    ) -> csi_pb2.NodeGetVolumeStatsResponse:
+        path = self._volume_path(text, disk_id)
         if not path.exists():
-            raise NotFound(f"volume path {path} does not exist")
+            raise NotFound(f"volume path {quote(path)} does not exist")
         Usage = csi_pb2.VolumeUsage
         block_rdev = self._host.device_number(path)
         mounted = self._host.find_mount(path) if block_rdev is None else None
         if block_rdev is None and mounted is None:
             return csi_pb2.NodeGetVolumeStatsResponse(
                 volume_condition=csi_pb2.VolumeCondition(
-                    abnormal=True, message=f"{path} is not mounted any more"
+                    abnormal=True, message=f"{quote(path)} is not mounted any more"
                 )
             )
         there = block_rdev
@@ -571,7 +641,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         rdev = self._host.device_number(device)
         if rdev is not None and rdev != there:
             # The spec's NOT_FOUND: the volume does not exist on this path (another does).
-            raise NotFound(f"volume {disk_id} is not the volume at {path}")
+            raise NotFound(f"volume {disk_id} is not the volume at {quote(path)}")
         if block_rdev is not None:
             size = self._host.device_size(path)
             return csi_pb2.NodeGetVolumeStatsResponse(
@@ -635,7 +705,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 if mount_path is not None and mounted is not None:
                     break
             else:
-                raise NotFound(f"volume {disk_id} is not mounted at {volume_path}")
+                raise NotFound(f"volume {disk_id} is not mounted at {quote(volume_path)}")
             self._host.grow(device, mount_path, mounted.fstype)
             log.info("disk %s: %s grown to fill %d bytes", disk_id, mounted.fstype, size)
             return csi_pb2.NodeExpandVolumeResponse(capacity_bytes=size)

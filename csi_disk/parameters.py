@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from csi_disk import categories
 from csi_disk.errors import InvalidArgument
 from csi_disk.fstypes import FS_TYPES
+from csi_disk.quoting import quote
 from csi_disk.tokens import VOLUME_NAME_TAG
 from csi_disk.topology import parse_zone_list
 from csi_disk.volume_ids import has_control_chars
@@ -167,30 +168,30 @@ def parse(params: Mapping[str, str] | None) -> VolumeParameters:
     warnings: list[str] = []
     for key in sorted(params):
         if has_control_chars(key):
-            raise InvalidArgument(f"unknown parameter {key[:64]!a}")
+            raise InvalidArgument(f"unknown parameter {quote(key)}")
         if key in REFUSED:
             raise InvalidArgument(f"parameter {key} is not supported: {REFUSED[key]}")
         if key in IGNORED:
             warnings.append(f"parameter {key} is ignored: {IGNORED[key]}")
             continue  # never used, so never shown: kubectl's JSON may span lines
         if key not in IMPLEMENTED and not key.startswith(DISK_TAG_PREFIX):
-            raise InvalidArgument(f"unknown parameter {key!r}")
+            raise InvalidArgument(f"unknown parameter {quote(key)}")
         # Values end up in disk tags, ECS calls and messages: no line breaks or escapes.
         if has_control_chars(params[key].replace("\t", " ")):
-            raise InvalidArgument(f"parameter {key} holds a control character")
+            raise InvalidArgument(f"parameter {quote(key)} holds a control character")
 
     types = _parse_types(params.get("type"))
     levels = _parse_levels(params.get("performanceLevel", ""))
     if levels and not any(categories.has_performance_levels(t) for t in types):
         raise InvalidArgument(
-            f"parameter performanceLevel={params['performanceLevel']} applies to none of "
+            f"parameter performanceLevel={quote(params['performanceLevel'])} applies to none of "
             f"the types {','.join(types)}"
         )
     zones = parse_zone_list(params.get("zoneId", params.get("zoneid", "")))
     encrypted = _parse_bool(params, "encrypted", False)
     kms = _parse_id(params, (KMS_KEY_ANNOTATION, "kmsKeyId"), _KMS_KEY_ID, "a KMS key id")
     if kms and not encrypted:
-        raise InvalidArgument(f"parameter kmsKeyId={kms} needs encrypted=true")
+        raise InvalidArgument(f"parameter kmsKeyId={quote(kms)} needs encrypted=true")
     iops = _parse_iops(params.get("provisionedIops"))
     bursting = _parse_bool(params, "burstingEnabled", None)
     if (iops is not None or bursting is not None) and not any(
@@ -237,7 +238,9 @@ def _parse_types(value: str | None) -> tuple[str, ...]:
         name = part.strip()
         if name not in categories.CATEGORIES:
             known = ", ".join([*categories.CATEGORIES, AVAILABLE_ALIAS])
-            raise InvalidArgument(f"parameter type={value}: unknown category {name!r} ({known})")
+            raise InvalidArgument(
+                f"parameter type={quote(value)}: unknown category {quote(name)} ({known})"
+            )
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -251,7 +254,7 @@ def _parse_levels(value: str) -> tuple[str, ...]:
         level = part.strip()
         if level not in categories.PERFORMANCE_LEVELS:
             raise InvalidArgument(
-                f"parameter performanceLevel={value}: {level!r} is not one of "
+                f"parameter performanceLevel={quote(value)}: {quote(level)} is not one of "
                 f"{', '.join(categories.PERFORMANCE_LEVELS)}"
             )
         if level not in out:
@@ -267,7 +270,7 @@ def _parse_bool(params: Mapping[str, str], key: str, default: bool | None) -> bo
         return True
     if value in _FALSE:
         return False
-    raise InvalidArgument(f"parameter {key}={params[key]} is not a boolean (true or false)")
+    raise InvalidArgument(f"parameter {key}={quote(params[key])} is not a boolean (true or false)")
 
 
 def parse_count(key: str, value: str, maximum: int) -> int:
@@ -277,7 +280,7 @@ def parse_count(key: str, value: str, maximum: int) -> int:
     """
     text = value.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 12:
-        raise InvalidArgument(f"parameter {key}={value[:40]!a} is not a whole number")
+        raise InvalidArgument(f"parameter {key}={quote(value)} is not a whole number")
     number = int(text)
     if number > maximum:
         raise InvalidArgument(f"parameter {key}={number} exceeds {maximum}")
@@ -299,7 +302,7 @@ def _parse_id(
         if not value:
             continue
         if has_control_chars(value) or pattern.fullmatch(value) is None:
-            raise InvalidArgument(f"parameter {key}={value[:64]!a} is not {what}")
+            raise InvalidArgument(f"parameter {key}={quote(value)} is not {what}")
         return value
     return ""
 
@@ -308,7 +311,9 @@ def _parse_fs_type(params: Mapping[str, str]) -> str:
     key = "csi.storage.k8s.io/fstype" if "csi.storage.k8s.io/fstype" in params else "fsType"
     value = params.get(key, "").strip()
     if value and value not in FS_TYPES:
-        raise InvalidArgument(f"parameter {key}={value} is not one of {', '.join(FS_TYPES)}")
+        raise InvalidArgument(
+            f"parameter {key}={quote(value)} is not one of {', '.join(FS_TYPES)}"
+        )
     return value
 
 
@@ -318,7 +323,9 @@ def _check_mkfs_options(value: str) -> None:
     try:
         shlex.split(value)
     except ValueError as err:
-        raise InvalidArgument(f"parameter mkfsOptions={value} cannot be split: {err}") from None
+        raise InvalidArgument(
+            f"parameter mkfsOptions={quote(value)} cannot be split: {err}"
+        ) from None
 
 
 def _parse_tags(params: Mapping[str, str]) -> dict[str, str]:
@@ -328,7 +335,7 @@ def _parse_tags(params: Mapping[str, str]) -> dict[str, str]:
         for item in raw.split(","):
             key, sep, value = item.partition(":")
             if not sep:
-                raise InvalidArgument(f"parameter diskTags={raw}: {item!r} has no ':'")
+                raise InvalidArgument(f"parameter diskTags: {quote(item)} has no ':'")
             tags[key.strip()] = value.strip()
     for key in sorted(params):
         if key.startswith(DISK_TAG_PREFIX):
@@ -356,10 +363,10 @@ def _check_tag(key: str, value: str) -> None:
         raise InvalidArgument(f"disk tag {key} is reserved for the driver")
     lowered = key.lower()
     if lowered.startswith(("aliyun", "acs:")) or "http://" in lowered or "https://" in lowered:
-        raise InvalidArgument(f"disk tag key {key} is not allowed by ECS")
+        raise InvalidArgument(f"disk tag key {quote(key)} is not allowed by ECS")
     if len(key) > MAX_TAG_KEY:
-        raise InvalidArgument(f"disk tag key {key[:40]}... is longer than {MAX_TAG_KEY}")
+        raise InvalidArgument(f"disk tag key {quote(key)} is longer than {MAX_TAG_KEY}")
     if len(value) > MAX_TAG_VALUE:
-        raise InvalidArgument(f"disk tag {key} value is longer than {MAX_TAG_VALUE}")
+        raise InvalidArgument(f"disk tag {quote(key)} value is longer than {MAX_TAG_VALUE}")
     if "http://" in value.lower() or "https://" in value.lower():
-        raise InvalidArgument(f"disk tag {key} value may not contain http:// or https://")
+        raise InvalidArgument(f"disk tag {quote(key)} value may not contain http:// or https://")

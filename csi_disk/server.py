@@ -29,10 +29,15 @@ from prometheus_client import Counter, Gauge, Histogram
 from csi_disk import errors
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.logs import scrub
+from csi_disk.quoting import shorten
 
 log = logging.getLogger(__name__)
 
 REDACTED = "<redacted>"
+# A status message travels in a header, where gRPC's default limit on the client is 8 KiB:
+# longer, and the caller sees RESOURCE_EXHAUSTED instead of the code the driver chose. User
+# values are cut where they are quoted (csi_disk.quoting); this bounds the rest (ECS's text).
+MAX_STATUS_MESSAGE = 2048
 
 CALLS = Counter(
     "csi_disk_grpc_requests_total", "CSI calls served, by method and gRPC code", ["method", "code"]
@@ -149,12 +154,31 @@ def _is_repeated(field: Any) -> bool:
     return bool(field.label == field.LABEL_REPEATED)
 
 
+def _shorten_strings(message: Message) -> None:
+    """Cut every string in ``message`` as ``quoting.shorten`` does, string maps' keys too
+    (CSI's maps all map strings to strings)."""
+    for field, value in message.ListFields():
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entries = dict(value)
+            if all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
+                value.clear()
+                value.update({shorten(k): shorten(v) for k, v in entries.items()})
+        elif field.type == field.TYPE_STRING:
+            if _is_repeated(field):
+                value[:] = [shorten(item) for item in value]
+            else:
+                setattr(message, field.name, shorten(value))
+        elif field.message_type is not None:
+            for item in value if _is_repeated(field) else [value]:
+                _shorten_strings(item)
+
+
 def describe(message: Message) -> str:
-    """One-line JSON of a message with its secrets replaced, for logs."""
+    """One-line JSON of a message for logs: secrets replaced, long strings cut."""
     try:
-        return json_format.MessageToJson(
-            redacted_copy(message), indent=None, preserving_proto_field_name=True
-        )
+        copy = redacted_copy(message)
+        _shorten_strings(copy)
+        return json_format.MessageToJson(copy, indent=None, preserving_proto_field_name=True)
     except Exception as err:  # logging must never fail a call
         return f"<{type(message).__name__}: not printable: {type(err).__name__}>"
 
@@ -214,6 +238,8 @@ class CallInterceptor(grpc.ServerInterceptor):
         except errors.DriverError as err:
             code = grpc_code(err)
             message = scrub(err.message)
+            if len(message) > MAX_STATUS_MESSAGE:
+                message = message[: MAX_STATUS_MESSAGE - 20] + "... (message cut)"
             log.warning(
                 "[%s] %s failed: %s %s", request_id, method, code.name, message, extra=extra
             )

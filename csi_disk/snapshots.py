@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -32,6 +33,7 @@ from csi_disk.errors import (
 )
 from csi_disk.locks import InFlight
 from csi_disk.parameters import parse_count
+from csi_disk.quoting import quote
 from csi_disk.tokens import client_token
 from csi_disk.volume_ids import (
     check_id,
@@ -87,17 +89,17 @@ def parse_parameters(params: Mapping[str, str]) -> SnapshotParameters:
     retention: int | None = None
     for key, value in sorted(params.items()):
         if has_control_chars(key) or has_control_chars(value):
-            raise InvalidArgument(f"snapshot parameter {key[:64]!a} holds a control character")
+            raise InvalidArgument(f"snapshot parameter {quote(key)} holds a control character")
         if key in SNAPSHOTTER_TAGS:
             tags[SNAPSHOTTER_TAGS[key]] = value
         elif key == RETENTION_DAYS_KEY:
             retention = parse_count(key, value, MAX_RETENTION_DAYS)
             if retention < 1:
-                raise InvalidArgument(f"parameter {key}={value!r} must be at least one day")
+                raise InvalidArgument(f"parameter {key}={quote(value)} must be at least one day")
         elif key in IGNORED:
             warnings.append(f"parameter {key} is ignored: {IGNORED[key]}")
         else:
-            raise InvalidArgument(f"unknown snapshot parameter {key!r}")
+            raise InvalidArgument(f"unknown snapshot parameter {quote(key)}")
     return SnapshotParameters(tags, retention, tuple(warnings))
 
 
@@ -219,24 +221,21 @@ class Snapshots:
         ecs_name = name if _SNAPSHOT_NAME.fullmatch(name) and not name.startswith(
             ("auto", "http")
         ) else ""  # fmt: skip
-        token = client_token(name)
-        try:
-            snapshot_id = self._cloud.create_snapshot(
-                source,
-                name=ecs_name,
-                client_token=token,
-                tags=tags,
-                retention_days=params.retention_days,
-            )
-        except EcsError as err:
-            if err.ecs_code != "IdempotentParameterMismatch":
-                raise
-            # The token was used for an earlier snapshot of this name that is gone now.
-            log.warning("CreateSnapshot %s: stale client token, creating without it", name)
-            snapshot_id = self._cloud.create_snapshot(
-                source, name=ecs_name, client_token="", tags=tags,
-                retention_days=params.retention_days,
-            )  # fmt: skip
+        arguments = json.dumps(
+            [source, ecs_name, sorted(tags.items()), params.retention_days], sort_keys=True
+        )
+        snapshot_id = self._create_under(name, source, ecs_name, tags, params, client_token(name))
+        if snapshot_id is None:
+            # The name's token made a snapshot with other arguments (of another volume, or
+            # with other tags) and the tag lookup found none carrying the name. Never create
+            # without a token: a lost reply and a tag lookup lagging behind the new snapshot
+            # would then make a second one. A token derived from the arguments is the same on
+            # every retry, so ECS answers the first snapshot made under it.
+            log.info("CreateSnapshot %s: token used with other arguments; deriving one", name)
+            derived = client_token(f"{name}@{arguments}")
+            snapshot_id = self._create_under(name, source, ecs_name, tags, params, derived)
+            if snapshot_id is None:
+                raise Aborted(f"CreateSnapshot {name}: ECS refuses both client tokens; retrying")
         log.info("CreateSnapshot %s: snapshot %s of %s", name, snapshot_id, source)
         snap = self.describe_snapshot(snapshot_id)
         if snap is None:  # not listed yet: report what was asked for, not ready
@@ -249,6 +248,30 @@ class Snapshots:
                 tags=tags,
             )
         return snap
+
+    def _create_under(
+        self,
+        name: str,
+        source: str,
+        ecs_name: str,
+        tags: dict[str, str],
+        params: SnapshotParameters,
+        token: str,
+    ) -> str | None:
+        """CreateSnapshot under ``token``; None when ECS answers that the token was used
+        with other arguments."""
+        try:
+            return self._cloud.create_snapshot(
+                source,
+                name=ecs_name,
+                client_token=token,
+                tags=tags,
+                retention_days=params.retention_days,
+            )
+        except EcsError as err:
+            if err.ecs_code != "IdempotentParameterMismatch":
+                raise
+            return None
 
     # --- DeleteSnapshot --------------------------------------------------------------------
 
@@ -321,8 +344,8 @@ def _parse_cursor(token: str) -> tuple[str, int]:
     if not token:
         return "", 0
     if not token.startswith(SNAPSHOT_CURSOR_PREFIX):
-        raise Aborted(f"starting_token {token[:40]!r} was not issued by this driver")
+        raise Aborted(f"starting_token {quote(token)} was not issued by this driver")
     offset, sep, cloud_token = token.removeprefix(SNAPSHOT_CURSOR_PREFIX).partition(":")
     if not sep or not offset.isdigit():
-        raise Aborted(f"starting_token {token[:40]!r} is malformed")
+        raise Aborted(f"starting_token {quote(token)} is malformed")
     return cloud_token, int(offset)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from csi_disk import DRIVER_NAME
 from csi_disk.errors import InvalidArgument
+from csi_disk.quoting import quote
 
 ZONE_KEY = f"topology.{DRIVER_NAME}/zone"
 K8S_ZONE_KEY = "topology.kubernetes.io/zone"
@@ -65,7 +66,7 @@ def parse_zone_list(value: str) -> list[str]:
 def check_zone(zone: str, source: str) -> str:
     """``zone`` when it is shaped like an ECS zone id, else INVALID_ARGUMENT naming ``source``."""
     if _ZONE_ID.fullmatch(zone) is None:
-        raise InvalidArgument(f"{source}: {zone[:64]!a} is not an ECS zone id (like cn-hangzhou-h)")
+        raise InvalidArgument(f"{source}: {quote(zone)} is not an ECS zone id (like cn-hangzhou-h)")
     return zone
 
 
@@ -108,8 +109,8 @@ def zones_in_order(
     chosen = [z for z in topology if z in set(params)]
     if not chosen:
         raise InvalidArgument(
-            f"zoneId {','.join(params)} shares no zone with the topology requirement "
-            f"({','.join(topology)})"
+            f"zoneId {quote(','.join(params))} shares no zone with the topology requirement "
+            f"({quote(','.join(topology))})"
         )
     return chosen
 

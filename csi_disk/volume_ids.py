@@ -15,6 +15,7 @@ import re
 import unicodedata
 
 from csi_disk.errors import InvalidArgument, NotFound
+from csi_disk.quoting import quote
 
 MAX_ID_LENGTH = 128
 MAX_NAME_BYTES = 128  # the CSI spec's size limit for string fields
@@ -33,11 +34,6 @@ def has_control_chars(text: str) -> bool:
     return any(unicodedata.category(c) in _UNPRINTABLE for c in text)
 
 
-def _shown(text: str) -> str:
-    """``text`` made safe to put in an error message: escaped and cut short."""
-    return ascii(text[:64])
-
-
 def check_id(value: str, field: str) -> str:
     """``value`` unless it is malformed (empty, too long, control characters):
     INVALID_ARGUMENT naming ``field``. Says nothing about whether it can name anything."""
@@ -46,7 +42,7 @@ def check_id(value: str, field: str) -> str:
     if len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(f"{field} is longer than {MAX_ID_LENGTH} characters")
     if has_control_chars(value):
-        raise InvalidArgument(f"{field} {_shown(value)} contains control characters")
+        raise InvalidArgument(f"{field} {quote(value)} contains control characters")
     return value
 
 
@@ -68,7 +64,7 @@ def validate_volume_id(volume_id: str, field: str = "volume_id") -> str:
     it cannot be an ECS disk id."""
     check_id(volume_id, field)
     if not is_disk_id(volume_id):
-        raise NotFound(f"volume {_shown(volume_id)} does not exist: it is not an ECS disk id")
+        raise NotFound(f"volume {quote(volume_id)} does not exist: it is not an ECS disk id")
     return volume_id
 
 
@@ -78,7 +74,7 @@ def validate_snapshot_id(snapshot_id: str, field: str = "snapshot_id") -> str:
     check_id(snapshot_id, field)
     if not is_snapshot_id(snapshot_id):
         raise NotFound(
-            f"snapshot {_shown(snapshot_id)} does not exist: it is not an ECS snapshot id"
+            f"snapshot {quote(snapshot_id)} does not exist: it is not an ECS snapshot id"
         )
     return snapshot_id
 
@@ -88,7 +84,7 @@ def validate_instance_id(instance_id: str, field: str = "node_id") -> str:
     it cannot be an ECS instance id."""
     check_id(instance_id, field)
     if not is_instance_id(instance_id):
-        raise NotFound(f"node {_shown(instance_id)} does not exist: it is not an ECS instance id")
+        raise NotFound(f"node {quote(instance_id)} does not exist: it is not an ECS instance id")
     return instance_id
 
 
@@ -103,5 +99,5 @@ def validate_name(name: str, field: str = "name") -> str:
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise InvalidArgument(f"{field} is longer than {MAX_NAME_BYTES} bytes")
     if has_control_chars(name):
-        raise InvalidArgument(f"{field} {_shown(name)} contains control characters")
+        raise InvalidArgument(f"{field} {quote(name)} contains control characters")
     return name

@@ -62,25 +62,47 @@ class Stack:
         self.info: EmulatorInfo | None = None
         self.daemons: dict[str, subprocess.Popen[bytes]] = {}
         self.plugins: dict[str, Plugin] = {}
+        self._launches: dict[str, tuple[list[str], dict[str, str]]] = {}  # name -> args, env
+        self._retired: list[Plugin] = []  # channels to daemons since restarted
+        self._emulator_options: dict[str, object] = {}
 
     # ------------------------------------------------------------------ emulator
 
     def start_emulator(self, *, zones: int = 3, instances_per_zone: int = 2) -> EmulatorInfo:
+        self._emulator_options = {
+            "zones": ",".join(f"cn-hangzhou-{c}" for c in "hijk"[:zones]),
+            "instances_per_zone": instances_per_zone,
+            "latency_scale": self.latency_scale,
+            "seed": self.seed,
+        }
+        return self._launch_emulator("127.0.0.1:0")
+
+    def kill_emulator(self) -> None:
+        """SIGKILL the emulator, as a cloud endpoint vanishes mid-call; its state, loop
+        devices and port are kept for ``restart_emulator``."""
+        if self.emulator is not None:
+            self.emulator.kill()
+            self.emulator.wait()
+
+    def restart_emulator(self) -> EmulatorInfo:
+        """Start the emulator again on its state and its port, so every endpoint the
+        plugins were given answers again."""
+        return self._launch_emulator(self._require_info().ecs_host)
+
+    def _launch_emulator(self, listen: str) -> EmulatorInfo:
         emulator_dir = self.state_dir / "emulator"
-        self.emulator = start_emulator(
-            emulator_dir,
-            listen="127.0.0.1:0",
-            zones=",".join(f"cn-hangzhou-{c}" for c in "hijk"[:zones]),
-            instances_per_zone=instances_per_zone,
-            latency_scale=self.latency_scale,
-            seed=self.seed,
-        )
+        self.emulator = start_emulator(emulator_dir, listen=listen, **self._emulator_options)
         self.info = wait_ready(emulator_dir, self.emulator, timeout=START_TIMEOUT)
         return self.info
 
     # ------------------------------------------------------------------ daemons
 
     def _serve(self, name: str, args: list[str], env: dict[str, str]) -> Plugin:
+        self._launches[name] = (args, env)
+        return self._launch(name, env)
+
+    def _launch(self, name: str, env: Mapping[str, str]) -> Plugin:
+        args = self._launches[name][0]
         socket_path = self.state_dir / "sockets" / f"{name}.sock"
         socket_path.parent.mkdir(parents=True, exist_ok=True)
         process = start_serve(
@@ -152,6 +174,23 @@ class Stack:
                     )
                 time.sleep(0.1)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a daemon, as a node crash or the OOM killer would: no drain, its mounts
+        and its socket file left behind."""
+        process = self.daemons[name]
+        process.kill()
+        process.wait()
+
+    def restart(self, name: str, env: Mapping[str, str] | None = None) -> Plugin:
+        """Start a daemon that died again with the flags it was started with, its
+        environment plus ``env``; callers reach it through ``plugins[name]``, a new channel."""
+        if self.daemons[name].poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        old = self.plugins[name]  # replaced, never missing: other threads may be looking
+        plugin = self._launch(name, {**self._launches[name][1], **(env or {})})
+        self._retired.append(old)
+        return plugin
+
     def stop_daemon(self, name: str) -> None:
         plugin = self.plugins.pop(name, None)
         if plugin is not None:
@@ -163,6 +202,9 @@ class Stack:
     def stop_daemons(self) -> None:
         for name in list(self.daemons):
             self.stop_daemon(name)
+        for plugin in self._retired:
+            plugin.close()
+        self._retired.clear()
 
     # ------------------------------------------------------------------ teardown
 

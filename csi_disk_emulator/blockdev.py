@@ -9,10 +9,16 @@ device lookup runs unchanged against it:
     both:   <root>/dev/loopN -> /dev/loopN
 
 where serial is the disk id without ``d-``.
+
+A disk file is as large as its disk, up to what the filesystem under the state dir allows
+one file to be (16 TiB on ext4 with 4 KiB blocks, while ECS sells 32 TiB disks): a larger
+disk is created or grown all the same, as ECS would, and its file (so its loop device)
+stops at that ceiling. ``file_size_cap`` says where.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -59,7 +65,7 @@ class BlockDevices:
         """A sparse file of the disk's size: truncate allocates no blocks."""
         path = self.disk_file(disk_id)
         with open(path, "ab") as f:
-            f.truncate(size_gib * 1024**3)
+            size_sparse_file(f.fileno(), size_gib * 1024**3)
 
     def delete(self, disk_id: str) -> None:
         self.disk_file(disk_id).unlink(missing_ok=True)
@@ -76,7 +82,7 @@ class BlockDevices:
         path = self.disk_file(disk_id)
         sparse_copy(self.snapshot_file(snapshot_id), path)
         with open(path, "ab") as f:
-            f.truncate(max(size_gib * 1024**3, os.fstat(f.fileno()).st_size))
+            size_sparse_file(f.fileno(), max(size_gib * 1024**3, os.fstat(f.fileno()).st_size))
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self.snapshot_file(snapshot_id).unlink(missing_ok=True)
@@ -84,7 +90,7 @@ class BlockDevices:
     def grow(self, disk_id: str, size_gib: int, loop: str | None) -> None:
         """Grow the file and tell an attached loop device about the new size."""
         with open(self.disk_file(disk_id), "ab") as f:
-            f.truncate(size_gib * 1024**3)
+            size_sparse_file(f.fileno(), size_gib * 1024**3)
         if loop and self.enabled:
             _run(["losetup", "-c", loop])
 
@@ -158,6 +164,45 @@ class BlockDevices:
         shutil.rmtree(root / "sys", ignore_errors=True)
         (root / "dev" / "disk" / "by-id").mkdir(parents=True, exist_ok=True)
         (root / "sys" / "block").mkdir(parents=True, exist_ok=True)
+
+
+_CAP_STEP = 1024**3  # caps are whole GiB, as disk sizes are
+
+
+def size_sparse_file(fd: int, size: int) -> int:
+    """Set the file's size to ``size`` bytes, or to the largest whole GiB the filesystem
+    lets a file have when ``size`` is beyond it (EFBIG); the size it got."""
+    try:
+        os.ftruncate(fd, size)
+        return size
+    except OSError as err:
+        if err.errno != errno.EFBIG:
+            raise
+    low, high = os.fstat(fd).st_size // _CAP_STEP, size // _CAP_STEP  # low fits, high not
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            os.ftruncate(fd, middle * _CAP_STEP)
+            low = middle
+        except OSError as err:
+            if err.errno != errno.EFBIG:
+                raise
+            high = middle
+    capped = max(low * _CAP_STEP, os.fstat(fd).st_size)
+    os.ftruncate(fd, capped)
+    return capped
+
+
+def file_size_cap(directory: Path) -> int | None:
+    """The largest whole-GiB file ``directory``'s filesystem takes (probed with a sparse
+    file of up to 64 TiB); None when it takes that much."""
+    probe = directory / ".size-probe"
+    try:
+        with open(probe, "wb") as f:
+            got = size_sparse_file(f.fileno(), 64 * 1024**4)
+    finally:
+        probe.unlink(missing_ok=True)
+    return None if got == 64 * 1024**4 else got
 
 
 def sparse_copy(source: Path, target: Path, chunk: int = 8 * 1024**2) -> None:

@@ -30,6 +30,11 @@ from csi_disk_emulator.errors import CATALOGUE
 
 load_actions()  # action modules add their own codes to the catalogue
 
+# Codes that mean the driver sent a request it should never form: the only ECS answers
+# that may reach a caller as INTERNAL.
+DRIVER_BUGS = frozenset({"InvalidVersion", "UnsupportedHTTPMethod", "InvalidTimeStamp.Format",
+                         "DryRunOperation"})  # fmt: skip
+
 MEANING: dict[str, type[EcsError]] = {
     # A resource the call names is not there.
     "InvalidDiskId.NotFound": EcsNotFound,
@@ -87,31 +92,41 @@ MEANING: dict[str, type[EcsError]] = {
     "SignatureDoesNotMatch": EcsPermissionDenied,
     "InvalidSecurityToken.Malformed": EcsPermissionDenied,
     "InvalidSecurityToken.MismatchWithAccessKey": EcsPermissionDenied,
-    # Requests this driver never sends wrong, or refusals it has no better code for.
-    "InvalidAction.NotFound": EcsInternal,
+    # The request is fine but the volume is not one it can apply to: its category cannot
+    # be resized online, it is attached elsewhere without multi-attach, a disk was restored
+    # from the snapshot (the spec's FAILED_PRECONDITION for a snapshot in use).
+    "OperationDenied": EcsFailedPrecondition,
+    "InvalidOperation.MultiAttachDisabled": EcsFailedPrecondition,
+    "SnapshotCreatedDisk": EcsFailedPrecondition,
+    # A spec change no volume of this kind can have (multi-attach disks keep their spec,
+    # the instance it is attached to takes no such category): infeasible, not retried.
+    "InvalidOperation.MultiAttachDisk": EcsInvalidArgument,
+    "InvalidInstanceType.NotSupportDiskCategory": EcsInvalidArgument,
+    # The spec is already what was asked: a racing call changed it; the retry sees it done.
+    "NoChangeInDiskCategoryAndPerformanceLevel": EcsAborted,
+    # Signing and the way to ECS: a bad secret, a clock off by more than ECS's window
+    # (an operator must fix either), a signed request resent (each attempt signs anew).
+    "IncompleteSignature": EcsPermissionDenied,
+    "InvalidTimeStamp.Expired": EcsFailedPrecondition,
+    "SignatureNonceUsed": EcsUnavailable,
+    # An endpoint that does not serve the ECS API: --ecs-endpoint names something else.
+    "InvalidAction.NotFound": EcsFailedPrecondition,
+    # Requests this driver forms wrong whatever its caller asked: a bug here, INTERNAL.
     "InvalidVersion": EcsInternal,
     "UnsupportedHTTPMethod": EcsInternal,
     "InvalidTimeStamp.Format": EcsInternal,
-    "InvalidTimeStamp.Expired": EcsInternal,
-    "SignatureNonceUsed": EcsInternal,
-    "IncompleteSignature": EcsInternal,
     "DryRunOperation": EcsInternal,
-    "NoChangeInDiskCategoryAndPerformanceLevel": EcsInternal,
-    "OperationDenied": EcsInternal,
-    "InvalidOperation.MultiAttachDisk": EcsInternal,
-    "InvalidOperation.MultiAttachDisabled": EcsInternal,
-    "InvalidInstanceType.NotSupportDiskCategory": EcsInternal,
-    "SnapshotCreatedDisk": EcsInternal,
-    # The tag, task and event APIs: the driver does not call them.
-    "MissingParameter.ResourceType": EcsInternal,
-    "MissingParameter.Tags": EcsInternal,
-    "NumberExceed.ResourceIds": EcsInternal,
-    "NumberExceed.Tags": EcsInternal,
-    "Duplicate.TagKey": EcsInternal,
-    "InvalidResourceId.NotSupported": EcsInternal,
-    "InvalidTag.Mismatch": EcsInternal,
-    "OperationDenied.QuotaExceed": EcsInternal,
-    "EventIdLimitExceeded": EcsInternal,
+    # The tag, task and event APIs, which the driver does not call: arguments refused, and
+    # the 20-tag quota of a resource.
+    "MissingParameter.ResourceType": EcsInvalidArgument,
+    "MissingParameter.Tags": EcsInvalidArgument,
+    "NumberExceed.ResourceIds": EcsInvalidArgument,
+    "NumberExceed.Tags": EcsInvalidArgument,
+    "Duplicate.TagKey": EcsInvalidArgument,
+    "InvalidResourceId.NotSupported": EcsInvalidArgument,
+    "InvalidTag.Mismatch": EcsInvalidArgument,
+    "EventIdLimitExceeded": EcsInvalidArgument,
+    "OperationDenied.QuotaExceed": EcsResourceExhausted,
     # Codes ECS documents that the emulator does not answer; the driver knows them.
     "InvalidInstanceType.NotFound": EcsNotFound,
     "Zone.NotOnSale": EcsNoStock,

@@ -42,11 +42,12 @@ from csi_disk.cloud import metrics
 from csi_disk.cloud.credentials import CredentialProvider, Credentials, resolve_provider
 from csi_disk.cloud.errors import (
     EcsError,
-    EcsInternal,
     EcsThrottled,
     EcsUnavailable,
     from_ecs_code,
+    from_sdk_code,
     scrub,
+    unreadable_answer,
 )
 from csi_disk.cloud.metadata import MetadataClient
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
@@ -145,11 +146,7 @@ def _from_client_exception(err: ClientException, action: str) -> EcsError:
         # A refused or unresolved connection never carried the request.
         error.not_applied = any(marker in raw for marker in _NOT_SENT_MARKERS)
         return error
-    if code == "SDK.InvalidCredential":
-        return from_ecs_code("InvalidAccessKeyId", "no usable credentials", action=action)
-    return EcsInternal(
-        f"ECS {action} failed in the SDK: {code}: {raw}", ecs_code=code, action=action
-    )
+    return from_sdk_code(code, raw, action=action)
 
 
 def _from_server_exception(err: ServerException, action: str) -> EcsError:
@@ -421,8 +418,9 @@ class EcsCloud:
             error = _from_client_exception(err, action)
         except EcsError as err:
             error = err
-        except Exception as err:  # anything else from the SDK may quote the URL
-            error = EcsInternal(f"ECS {action} failed: {type(err).__name__}", action=action)
+        except Exception as err:  # the SDK failing to read an answer; its text may quote the URL
+            what = f"the SDK could not read the answer ({type(err).__name__})"
+            error = unreadable_answer(action, what)
         if error is not None:
             code = error.ecs_code or type(error).__name__
             metrics.observe(
@@ -435,11 +433,9 @@ class EcsCloud:
         try:
             data = json.loads(body)
         except (TypeError, ValueError):
-            raise EcsInternal(
-                f"ECS {action} returned a body that is not JSON", action=action
-            ) from None
+            raise unreadable_answer(action, "the answer is not JSON") from None
         if not isinstance(data, dict):
-            raise EcsInternal(f"ECS {action} returned an unexpected body", action=action)
+            raise unreadable_answer(action, "the answer is not a JSON object")
         return data
 
     def _attempt(self, action: str, build: Callable[[], AcsRequest]) -> dict[str, Any]:
@@ -511,7 +507,7 @@ class EcsCloud:
         data = self._call("CreateDisk", build, idempotent=True)
         disk_id = data.get("DiskId")
         if not disk_id:
-            raise EcsInternal("ECS CreateDisk answered without a DiskId", action="CreateDisk")
+            raise unreadable_answer("CreateDisk", "the answer has no DiskId")
         return str(disk_id)
 
     def delete_disk(self, disk_id: str) -> None:
@@ -714,7 +710,7 @@ class EcsCloud:
         data = self._call("CreateSnapshot", build, idempotent=bool(client_token))
         snapshot_id = data.get("SnapshotId")
         if not snapshot_id:
-            raise EcsInternal("ECS CreateSnapshot answered without a SnapshotId")
+            raise unreadable_answer("CreateSnapshot", "the answer has no SnapshotId")
         return str(snapshot_id)
 
     def delete_snapshot(self, snapshot_id: str, *, force: bool = False) -> None:

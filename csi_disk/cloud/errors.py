@@ -124,7 +124,7 @@ class EcsPermissionDenied(EcsError, PermissionDenied):
 
 
 class EcsInternal(EcsError):
-    """An ECS code this driver does not know; the code is kept in the message."""
+    """A request this driver should never have sent (a bug here): INTERNAL."""
 
 
 # Exact codes first, then prefixes (longest first), so InvalidAccessKeyId.NotFound is a
@@ -156,16 +156,40 @@ _EXACT: dict[str, type[EcsError]] = {
     "OperationDenied.PerformanceLevelNotMatch": EcsInvalidArgument,
     "InvalidDiskSize.TooSmall": EcsInvalidArgument,
     "IdempotentProcessing": EcsAborted,
+    # A spec change the disk already has: a racing call made it; the retry finds it done.
+    "NoChangeInDiskCategoryAndPerformanceLevel": EcsAborted,
     "ServiceUnavailable": EcsServiceUnavailable,
     "InternalError": EcsUnavailable,
     "UnknownError": EcsUnavailable,
+    # The same signed request seen twice (a resend below the SDK): each attempt signs anew.
+    "SignatureNonceUsed": EcsUnavailable,
     "InvalidSecurityToken.Expired": EcsCredentialsExpired,
     "SignatureDoesNotMatch": EcsPermissionDenied,
+    # ECS's gateway answers this too for a secret that does not sign right.
+    "IncompleteSignature": EcsPermissionDenied,
     "InvalidAccessKeySecret": EcsPermissionDenied,
+    # The node's clock is off by more than ECS's window: an operator has to fix it.
+    "InvalidTimeStamp.Expired": EcsFailedPrecondition,
     "MissingParameter": EcsInvalidArgument,
-    # An API this endpoint does not serve is a driver/endpoint mismatch, not a missing disk.
-    "InvalidAction.NotFound": EcsInternal,
+    # An API the endpoint does not serve: --ecs-endpoint names something else than ECS.
+    "InvalidAction.NotFound": EcsFailedPrecondition,
     "InvalidParameter": EcsInvalidArgument,
+    # Refusals of what the volume is: its type, its multi-attach, where it is attached.
+    "OperationDenied": EcsFailedPrecondition,
+    "InvalidOperation.MultiAttachDisabled": EcsFailedPrecondition,
+    "SnapshotCreatedDisk": EcsFailedPrecondition,
+    "InvalidOperation.MultiAttachDisk": EcsInvalidArgument,
+    "InvalidInstanceType.NotSupportDiskCategory": EcsInvalidArgument,
+    "OperationDenied.QuotaExceed": EcsResourceExhausted,
+    "Duplicate.TagKey": EcsInvalidArgument,
+    "InvalidResourceId.NotSupported": EcsInvalidArgument,
+    "InvalidTag.Mismatch": EcsInvalidArgument,
+    "EventIdLimitExceeded": EcsInvalidArgument,
+    # Requests the driver forms wrong, whatever the caller asked: a bug here.
+    "InvalidVersion": EcsInternal,
+    "UnsupportedHTTPMethod": EcsInternal,
+    "InvalidTimeStamp.Format": EcsInternal,
+    "DryRunOperation": EcsInternal,
 }
 
 _PREFIXES: list[tuple[str, type[EcsError]]] = sorted(
@@ -187,14 +211,22 @@ _PREFIXES: list[tuple[str, type[EcsError]]] = sorted(
         ("InvalidSecurityToken", EcsPermissionDenied),
         ("NoPermission", EcsPermissionDenied),
         ("InvalidParameter", EcsInvalidArgument),
+        ("MissingParameter", EcsInvalidArgument),
+        ("NumberExceed.", EcsInvalidArgument),
     ],
     key=lambda item: len(item[0]),
     reverse=True,
 )
 
 
-def class_for_code(ecs_code: str) -> type[EcsError]:
-    """The domain class an ECS error code means (``EcsInternal`` when unknown)."""
+def class_for_code(ecs_code: str, http_status: int | None = None) -> type[EcsError]:
+    """The domain class an ECS error code means.
+
+    A code not known here means what its HTTP status says: ECS answers 400 for a parameter
+    it refuses and 403 for an operation the resource's state does not allow; any other 4xx
+    is a refusal an operator has to look at, never NOT_FOUND (which DeleteVolume would take
+    for "deleted already"). 5xx is ``from_ecs_code``'s. Without a status, ``EcsInternal``.
+    """
     if ecs_code in _EXACT:
         return _EXACT[ecs_code]
     for prefix, cls in _PREFIXES:
@@ -204,6 +236,12 @@ def class_for_code(ecs_code: str) -> type[EcsError]:
         return EcsNotFound
     if ecs_code.endswith(".Malformed"):
         return EcsInvalidArgument
+    if http_status == 429:
+        return EcsThrottled
+    if http_status == 400 and not ecs_code.startswith("SDK."):
+        return EcsInvalidArgument
+    if http_status is not None and 400 <= http_status < 500:
+        return EcsFailedPrecondition
     return EcsInternal
 
 
@@ -216,7 +254,7 @@ def from_ecs_code(
     action: str = "",
 ) -> EcsError:
     """Build the domain error for an ECS error answer."""
-    cls = class_for_code(ecs_code)
+    cls = class_for_code(ecs_code, http_status)
     if cls is EcsInternal and ecs_code not in _EXACT and (http_status or 0) >= 500:
         # A 5xx without a code ECS documents comes from a gateway or load balancer in front
         # of ECS (an HTML 502/503/504 page): transient, retried like InternalError. The page
@@ -227,13 +265,55 @@ def from_ecs_code(
         return EcsUnavailable(
             text, ecs_code=ecs_code, request_id=request_id, http_status=http_status, action=action
         )
-    if ecs_code == "SignatureDoesNotMatch":
+    if ecs_code in ("SignatureDoesNotMatch", "IncompleteSignature"):
         # ECS echoes the whole string-to-sign (with the access key id) in this message.
         message = "the request signature does not match: check the access key secret"
+    elif ecs_code.startswith("SDK.") and http_status is not None:
+        # No ECS error in the body (an HTML page from a proxy, or nothing): its text says
+        # nothing useful and may be long.
+        message = f"the endpoint answered HTTP {http_status} without an ECS error"
     text = f"ECS {action or 'call'} failed: {ecs_code}: {message}"
     return cls(
         text, ecs_code=ecs_code, request_id=request_id, http_status=http_status, action=action
     )
+
+
+# What the SDK raises before any answer from ECS (ClientException codes but SDK.HttpError,
+# which the adapter reads itself), and whether the request can have reached ECS.
+_SDK_CODES: dict[str, tuple[type[EcsError], bool]] = {
+    # The region or endpoint cannot be resolved: a configuration to fix, nothing was sent.
+    "SDK.InvalidRegionId": (EcsFailedPrecondition, True),
+    "SDK.EndpointResolvingError": (EcsFailedPrecondition, True),
+    "SDK.MissingEndpointsFiler": (EcsFailedPrecondition, True),
+    "SDK.EndpointTestability": (EcsFailedPrecondition, True),
+    "SDK.ServerUnreachable": (EcsUnavailable, True),
+    # Credentials the SDK could not obtain or use.
+    "SDK.InvalidCredential": (EcsPermissionDenied, True),
+    "SDK.GetSessionCredentialFailed": (EcsUnavailable, True),
+    "SDK.InvalidSessionExpiration": (EcsUnavailable, True),
+    # A request this driver built wrong: a bug here.
+    "SDK.InvalidRequest": (EcsInternal, True),
+    "SDK.InvalidParams": (EcsInternal, True),
+    "SDK.InvalidParameter": (EcsInternal, True),
+    "SDK.NotSupport": (EcsInternal, True),
+}
+
+
+def from_sdk_code(sdk_code: str, message: str, *, action: str = "") -> EcsError:
+    """Build the domain error for a failure the SDK reports before ECS answers. A code not
+    known here may come from anywhere in the SDK: retried as unavailable, not as sent."""
+    cls, not_sent = _SDK_CODES.get(sdk_code, (EcsUnavailable, False))
+    error = cls(f"ECS {action or 'call'} failed in the SDK: {sdk_code}: {message}",
+                ecs_code=sdk_code, action=action)  # fmt: skip
+    error.not_applied = not_sent
+    return error
+
+
+def unreadable_answer(action: str, what: str) -> EcsError:
+    """An answer the SDK or the adapter could not read (a body that is not ECS's JSON, or
+    the SDK failing while parsing an error): ECS may have acted, so only calls that are
+    safe to repeat are retried."""
+    return EcsUnavailable(f"ECS {action} failed: {what}", action=action)
 
 
 def is_retryable(err: BaseException) -> bool:

@@ -13,14 +13,15 @@ import os
 import re
 import shlex
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from csi_disk.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from csi_disk.errors import FailedPrecondition, InvalidArgument, NotFound
 from csi_disk.fstypes import DEFAULT_FS_TYPE, check_fs_type
+from csi_disk.host.bounded import BoundedCalls
 from csi_disk.host.run import CommandFailed, run, trim
+from csi_disk.quoting import quote
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +106,9 @@ def _check_value(flag: str, value: str) -> None:
         raise InvalidArgument(f"mkfsOptions: {flag} needs a value")
     bad = _FORBIDDEN.intersection(value)
     if bad or any(ord(c) < 32 for c in value):
-        raise InvalidArgument(f"mkfsOptions: {value!r} contains a forbidden character")
+        raise InvalidArgument(f"mkfsOptions: {quote(value)} contains a forbidden character")
     if "/" in value:
-        raise InvalidArgument(f"mkfsOptions: {value!r} names a path, which is not allowed")
+        raise InvalidArgument(f"mkfsOptions: {quote(value)} names a path, which is not allowed")
 
 
 def parse_mkfs_options(text: str, fstype: str) -> list[str]:
@@ -127,7 +128,7 @@ def parse_mkfs_options(text: str, fstype: str) -> list[str]:
         word = words[i]
         flag, value = word[:2], word[2:]
         if flag not in allowed or not word.startswith("-"):
-            raise InvalidArgument(f"mkfsOptions: {word!r} is not allowed for {fstype}")
+            raise InvalidArgument(f"mkfsOptions: {quote(word)} is not allowed for {fstype}")
         if not value:
             if i + 1 >= len(words):
                 raise InvalidArgument(f"mkfsOptions: {flag} needs a value")
@@ -332,26 +333,16 @@ class VolumeStats:
     used_inodes: int = 0
 
 
+# statvfs calls in flight: a hung device parks one thread per path, never more.
+_STATVFS = BoundedCalls("statvfs")
+
+
 def stats(path: Path | str, timeout: float = 10.0) -> VolumeStats:
     """statvfs ``path`` in a worker thread, so a hung device cannot hang the caller."""
-    outcome: list[os.statvfs_result | BaseException] = []
-    done = threading.Event()
-
-    def worker() -> None:
-        try:
-            outcome.append(os.statvfs(path))
-        except BaseException as exc:  # handed to the caller below
-            outcome.append(exc)
-        done.set()
-
-    threading.Thread(target=worker, name="statvfs", daemon=True).start()
-    if not done.wait(timeout):
-        raise DeadlineExceeded(f"statvfs on {path} did not answer within {timeout:g}s")
-    got = outcome[0]
-    if isinstance(got, FileNotFoundError):
-        raise NotFound(f"volume path {path} does not exist")
-    if isinstance(got, BaseException):
-        raise got
+    try:
+        got = _STATVFS.run(os.fspath(path), lambda: os.statvfs(path), timeout)
+    except FileNotFoundError:
+        raise NotFound(f"volume path {quote(path)} does not exist") from None
     return VolumeStats(
         total_bytes=got.f_blocks * got.f_frsize,
         available_bytes=got.f_bavail * got.f_frsize,

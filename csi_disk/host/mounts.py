@@ -16,6 +16,7 @@ from pathlib import Path
 
 from csi_disk.errors import FailedPrecondition
 from csi_disk.host.run import CommandFailed, run
+from csi_disk.quoting import quote
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def bind_mount(
         placed = find_mount(target)
         if placed is None or not placed.read_only:
             unmount(target, timeout=timeout)
-            raise FailedPrecondition(f"could not make the bind mount at {target} read-only")
+            raise FailedPrecondition(f"could not make the bind mount at {quote(target)} read-only")
 
 
 _NOT_MOUNTED = ("not mounted", "no mount point specified", "no such file or directory")
@@ -168,8 +169,8 @@ def unmount(target: Path | str, *, timeout: float = MOUNT_TIMEOUT) -> None:
     except CommandFailed as exc:
         text = exc.stderr.lower()
         if any(marker in text for marker in _NOT_MOUNTED):
-            log.debug("%s was not mounted", target)
+            log.debug("%s was not mounted", quote(target))
             return
         if "busy" in text:
-            raise FailedPrecondition(f"{target} is still in use: {exc.message}") from exc
+            raise FailedPrecondition(f"{quote(target)} is still in use: {exc.message}") from exc
         raise

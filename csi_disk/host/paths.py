@@ -20,6 +20,16 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from csi_disk.errors import FailedPrecondition, InvalidArgument
+from csi_disk.quoting import quote
+
+# Linux's limits: bytes in one path component, and in a whole path with its final NUL.
+NAME_MAX = 255
+PATH_MAX = 4096
+
+
+class ImpossiblePath(InvalidArgument):
+    """A path no file can have: the kernel refuses a name that long (ENAMETOOLONG). Nothing
+    was ever staged or published there, so the calls that undo answer OK for it."""
 
 
 def _has_control_chars(text: str) -> bool:
@@ -39,13 +49,19 @@ def validate_target_path(
     if "\x00" in path or _has_control_chars(path):
         raise InvalidArgument(f"{field} contains control characters")
     if not path.startswith("/"):
-        raise InvalidArgument(f"{field} {path!r} is not an absolute path")
+        raise InvalidArgument(f"{field} {quote(path)} is not an absolute path")
     if ".." in path.split("/"):
-        raise InvalidArgument(f"{field} {path!r} contains a '..' component")
+        raise InvalidArgument(f"{field} {quote(path)} contains a '..' component")
     normalised = PurePosixPath(posixpath.normpath(path))
     base = PurePosixPath(posixpath.normpath(str(kubelet_dir)))
     if normalised == base or not normalised.is_relative_to(base):
-        raise InvalidArgument(f"{field} {path!r} is not inside {base}")
+        raise InvalidArgument(f"{field} {quote(path)} is not inside {base}")
+    if len(os.fsencode(path)) >= PATH_MAX:
+        raise ImpossiblePath(f"{field} is longer than {PATH_MAX - 1} bytes")
+    if any(len(os.fsencode(part)) > NAME_MAX for part in normalised.parts):
+        raise ImpossiblePath(
+            f"{field} {quote(path)} has a component longer than {NAME_MAX} bytes"
+        )
     return Path(normalised)
 
 
@@ -70,7 +86,7 @@ def _real_prefix(path: Path) -> Path:
 def _check_below(real: Path, base: Path, path: Path, kubelet_dir: Path | str, field: str) -> None:
     if real == base or not real.is_relative_to(base):
         raise InvalidArgument(
-            f"{field} {str(path)!r} leads outside {kubelet_dir} through a symbolic link"
+            f"{field} {quote(path)} leads outside {kubelet_dir} through a symbolic link"
         )
 
 
@@ -92,7 +108,7 @@ def resolve_inside(
     real = _real_prefix(path.parent) / path.name
     _check_below(real, base, path, kubelet_dir, field)
     if os.path.islink(real) and not leaf_link_ok:
-        raise InvalidArgument(f"{field} {str(path)!r} is a symbolic link")
+        raise InvalidArgument(f"{field} {quote(path)} is a symbolic link")
     return real
 
 
@@ -116,7 +132,7 @@ def _open_dir_inside(path: Path, kubelet_dir: Path | str, field: str) -> int:
     try:
         opened = os.readlink(f"/proc/self/fd/{fd}")
         if opened != str(existing):  # a level was swapped for a link after resolving
-            raise InvalidArgument(f"{field} {str(path)!r} changed while being checked")
+            raise InvalidArgument(f"{field} {quote(path)} changed while being checked")
         for name in reversed(missing):
             # Made by someone else meanwhile is fine: it is opened without following below.
             with contextlib.suppress(FileExistsError):
@@ -136,9 +152,9 @@ def _open_dir_inside(path: Path, kubelet_dir: Path | str, field: str) -> int:
 
 def _refusal(err: OSError, where: Path, path: Path, field: str) -> Exception:
     if err.errno == errno.ELOOP:
-        return InvalidArgument(f"{field} {str(path)!r}: {where} is a symbolic link")
+        return InvalidArgument(f"{field} {quote(path)}: {quote(where)} is a symbolic link")
     if err.errno == errno.ENOTDIR:
-        return FailedPrecondition(f"{field} {str(path)!r}: {where} is not a directory")
+        return FailedPrecondition(f"{field} {quote(path)}: {quote(where)} is not a directory")
     return err
 
 
@@ -170,10 +186,10 @@ def create_file_inside(
         except FileExistsError:
             st = os.stat(path.name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                raise InvalidArgument(f"{field} {str(path)!r} is a symbolic link") from None
+                raise InvalidArgument(f"{field} {quote(path)} is a symbolic link") from None
             if not stat.S_ISREG(st.st_mode):
                 raise FailedPrecondition(
-                    f"{field} {str(path)!r} exists and is not a regular file"
+                    f"{field} {quote(path)} exists and is not a regular file"
                 ) from None
             return
         os.close(fd)

@@ -19,6 +19,7 @@ from csi_disk.failpoints import failpoint
 from csi_disk.fstypes import EXT_FS_TYPES, serves
 from csi_disk.host.filesystems import Probe
 from csi_disk.host.port import Host
+from csi_disk.quoting import quote
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class SafeFormatAndMount:
         check_target()
         self._host.mount(device, target, fstype, options)
         failpoint("stage:after-mount")
-        log.info("disk %s staged: %s on %s (%s)", disk_id, device, target, fstype)
+        log.info("disk %s staged: %s on %s (%s)", disk_id, device, quote(target), fstype)
         if not fresh and "ro" not in options:
             failpoint("stage:before-grow")
             self.grow(disk_id, device, target, fstype)

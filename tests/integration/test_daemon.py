@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -15,7 +16,10 @@ import pytest
 from csi_disk import DRIVER_NAME, __version__
 from csi_disk.cli import SERVE_FLAGS
 from csi_disk.csi_pb import csi_pb2
+from csi_disk_emulator.process import running_emulator
 from tests.daemon import free_port, running_daemon
+from tests.integration.emulator.sdk import Ecs
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -293,3 +297,43 @@ def test_metrics_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot serve metrics" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_in_controller_attach_mode_reports_its_instance_types_disk_slots(
+    tmp_path: Path,
+) -> None:
+    """Without --max-volumes-per-node a node that never attaches still asks ECS (through its
+    instance's read-only RAM role) what its instance type takes: an 8-disk type reporting
+    a fixed 15 would be overcommitted by the scheduler."""
+    topology = tmp_path / "topology.json"
+    topology.write_text(
+        json.dumps(
+            {
+                "region": "cn-hangzhou",
+                "zones": ["cn-hangzhou-h"],
+                "instances": [{"zone": "cn-hangzhou-h", "instance_type": "ecs.t6-c1m2.large"}],
+            }
+        )
+    )
+    with running_emulator(
+        tmp_path / "ecs", topology=topology, latency_scale=0.01, block_devices="off"
+    ) as info:
+        instance = info.instances[0]
+        # A data disk attached outside the driver (no volume-name tag) takes one slot.
+        ecs = Ecs.for_account(info)
+        disk_id = ecs.create_available(Size=20, DiskCategory="cloud_essd")
+        ecs.call("AttachDisk", DiskId=disk_id, InstanceId=instance.id)
+        wait_until(lambda: ecs.disk(disk_id)["Status"] == "In_use", "the attach", timeout=20)
+        args = [
+            "--mode", "node",
+            "--attach-mode", "controller",
+            "--ecs-endpoint", info.ecs_endpoint,
+            "--metadata-endpoint", instance.metadata_endpoint,
+            "--kubelet-dir", str(tmp_path / "kubelet"),
+            "--device-root", instance.device_root,
+        ]  # fmt: skip
+        with running_daemon(tmp_path / "node.sock", *args, env={}) as daemon:
+            daemon.wait_ready()
+            reply = daemon.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=10)
+    assert reply.node_id == instance.id
+    assert reply.max_volumes_per_node == 8 - 1

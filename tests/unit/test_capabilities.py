@@ -96,5 +96,6 @@ def test_check_all_needs_one_and_names_the_bad_one() -> None:
 def test_node_uses_the_shared_constants() -> None:
     from csi_disk import controller, node
 
-    assert node.SERIAL_KEY is capabilities.SERIAL_KEY == "serial"
+    assert node.published_serial is capabilities.published_serial
+    assert capabilities.publish_context("2ze1") == {"serial": "2ze1", "serialNumber": "2ze1"}
     assert not hasattr(controller, "PUBLISH_SERIAL_KEY")

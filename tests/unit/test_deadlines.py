@@ -244,3 +244,28 @@ def test_node_stage_answers_at_its_callers_deadline_and_the_retry_stages(
     cloud.hurry(disk.id)
     node.NodeStageVolume(request, Caller(30.0))
     assert cloud.calls["attach_disk"] == 1
+
+
+class VanishingWaiter:
+    """A shared waiter under which every disk vanishes at the very end of the wait."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    def wait(self, disk_id: str, until: object, timeout: float) -> None:
+        self.timeouts.append(timeout)
+        time.sleep(timeout)
+        return None
+
+
+def test_create_volume_gives_up_on_vanishing_disks_at_its_deadline(cloud: InMemoryCloud) -> None:
+    """Each disk created for the name vanishes while Creating: the generations of client
+    tokens that follow share the call's one deadline, not one --operation-timeout each."""
+    cloud.latency = 10**9
+    waiter = VanishingWaiter()
+    ctl = make_controller(cloud, waiter, operation_timeout=LONG)  # type: ignore[arg-type]
+    with pytest.raises(DeadlineExceeded, match="vanished"):
+        ctl.CreateVolume(create_request("pvc-vanishing"), Caller(0.3))
+    assert sum(waiter.timeouts) <= 0.3
+    assert cloud.calls["create_disk"] == 1, "CreateDisk went on after the caller gave up"
+    assert not ctl.name_locks.is_held("pvc-vanishing")

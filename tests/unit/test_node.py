@@ -845,3 +845,137 @@ def test_stats_for_mount_block_missing_and_unmounted_paths(
     missing = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=str(kubelet / "x"))
     assert code_of(node.NodeGetVolumeStats, missing) == "NOT_FOUND"
     assert sum(cloud.calls.values()) == calls
+
+
+def test_a_hung_filesystem_holds_stats_to_its_deadline_and_one_parked_thread(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    """Finding what is mounted at the path can block on a hung filesystem as surely as
+    statvfs: the whole look is bounded, and repeated calls share the one parked probe."""
+    disk = cloud.add_disk()
+    staging, target = kubelet / "s", kubelet / "t"
+    node.NodeStageVolume(stage_req(disk.id, staging), None)
+    node.NodePublishVolume(publish_req(disk.id, staging, target), None)
+    released = threading.Event()
+    looks: list[Path] = []
+    real_find_mount = host.find_mount
+
+    def hung_find_mount(path: Path) -> Any:
+        looks.append(path)
+        released.wait(30)
+        return real_find_mount(path)
+
+    host.find_mount = hung_find_mount  # type: ignore[method-assign]
+    node._stats_timeout = 0.2
+    request = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=str(target))
+    for _ in range(3):
+        assert code_of(node.NodeGetVolumeStats, request) == "DEADLINE_EXCEEDED"
+    assert len(looks) == 1, "each call parked another thread on the hung filesystem"
+    released.set()
+    host.find_mount = real_find_mount  # type: ignore[method-assign]
+    for _ in range(100):  # the parked probe returns; the next call starts afresh
+        try:
+            reply = node.NodeGetVolumeStats(request, None)
+            break
+        except DriverError:
+            threading.Event().wait(0.02)
+    assert not reply.volume_condition.abnormal
+
+
+def test_a_path_component_no_file_can_have_is_refused_or_already_done(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    """The kernel refuses a name over 255 bytes (ENAMETOOLONG): staging or publishing
+    there is INVALID_ARGUMENT, undoing there is done, a volume there is NOT_FOUND."""
+    disk = cloud.add_disk()
+    kubelet.mkdir(parents=True)
+    good = kubelet / "ok"
+    for long in (kubelet / "pods" / ("a" * 300), kubelet.joinpath(*["b" * 40] * 120)):
+        assert code_of(node.NodeStageVolume, stage_req(disk.id, long)) == "INVALID_ARGUMENT"
+        request = publish_req(disk.id, good, long)
+        assert code_of(node.NodePublishVolume, request) == "INVALID_ARGUMENT"
+        node.NodeUnpublishVolume(
+            csi_pb2.NodeUnpublishVolumeRequest(volume_id=disk.id, target_path=str(long)), None
+        )
+        node.NodeUnstageVolume(unstage_req(disk.id, long), None)
+        stats = csi_pb2.NodeGetVolumeStatsRequest(volume_id=disk.id, volume_path=str(long))
+        assert code_of(node.NodeGetVolumeStats, stats) == "NOT_FOUND"
+        expand = csi_pb2.NodeExpandVolumeRequest(volume_id=disk.id, volume_path=str(long))
+        assert code_of(node.NodeExpandVolume, expand) == "NOT_FOUND"
+    assert cloud.calls["attach_disk"] == 0 and cloud.calls["detach_disk"] == 0
+    assert list(kubelet.iterdir()) == []
+
+
+def test_a_block_stage_where_a_filesystem_is_staged_already_exists(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    disk = cloud.add_disk()
+    staging = kubelet / "s"
+    node.NodeStageVolume(stage_req(disk.id, staging, mount_cap("ext4")), None)
+    assert code_of(node.NodeStageVolume, stage_req(disk.id, staging, block_cap())) == (
+        "ALREADY_EXISTS"
+    )
+    node.NodeStageVolume(stage_req(disk.id, staging, mount_cap("ext4")), None)  # still fine
+    assert len(host.formatted) == 1
+
+
+def test_a_disk_published_as_a_block_volume_is_never_staged_as_a_filesystem(
+    node: NodeService, cloud: InMemoryCloud, host: FakeHost, kubelet: Path
+) -> None:
+    """Raw block data need not carry a signature blkid knows: probing would call the disk
+    blank and format it."""
+    disk = cloud.add_disk()
+    staging, target = kubelet / "block-staging", kubelet / "dev" / "pv"
+    node.NodeStageVolume(stage_req(disk.id, staging, block_cap()), None)
+    node.NodePublishVolume(publish_req(disk.id, staging, target, block_cap()), None)
+    other = kubelet / "fs-staging"
+    assert code_of(node.NodeStageVolume, stage_req(disk.id, other)) == "ALREADY_EXISTS"
+    assert host.formatted == [] and host.mount_calls == []
+
+
+@pytest.mark.parametrize("key", ["serial", "serialNumber"])
+def test_controller_mode_reads_the_serial_under_either_key(
+    kubelet: Path, key: str
+) -> None:
+    """serialNumber is what the upstream Go driver's controller writes: during a rolling
+    migration its publications must get the same serial check and the same long wait."""
+    host = FakeHost(None)
+    config = Config(kubelet_dir=kubelet, attach_mode="controller")
+    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=60.0)
+    host.plug("d-attached1")
+    request = stage_req("d-attached1", kubelet / "s")
+    request.publish_context[key] = "someotherserial"
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    request = stage_req("d-notattached", kubelet / "s")
+    request.publish_context[key] = "notattached"
+    assert code_of(node.NodeStageVolume, request) == "FAILED_PRECONDITION"
+    assert host.waits == [60.0]  # the controller attached it: the device gets its full time
+    request = stage_req("d-attached1", kubelet / "s")
+    request.publish_context[key] = "attached1"
+    node.NodeStageVolume(request, None)
+
+
+def test_serials_that_disagree_are_refused(kubelet: Path) -> None:
+    host = FakeHost(None)
+    config = Config(kubelet_dir=kubelet, attach_mode="controller")
+    node = NodeService(config, instance_id=HERE, zone=ZONE, host=host, device_timeout=0.1)
+    host.plug("d-attached1")
+    request = stage_req("d-attached1", kubelet / "s")
+    request.publish_context.update(serial="attached1", serialNumber="attached2")
+    assert code_of(node.NodeStageVolume, request) == "INVALID_ARGUMENT"
+    assert host.mount_calls == []
+
+
+def test_undoing_at_a_path_below_a_file_is_done(
+    node: NodeService, cloud: InMemoryCloud, kubelet: Path
+) -> None:
+    """A parent that is a regular file (ENOTDIR) means nothing can be at the path."""
+    disk = cloud.add_disk()
+    kubelet.mkdir(parents=True)
+    (kubelet / "a-file").write_text("not a directory\n")
+    below = kubelet / "a-file" / "x"
+    node.NodeUnstageVolume(unstage_req(disk.id, below), None)
+    node.NodeUnpublishVolume(
+        csi_pb2.NodeUnpublishVolumeRequest(volume_id=disk.id, target_path=str(below)), None
+    )
+    assert (kubelet / "a-file").read_text() == "not a directory\n"

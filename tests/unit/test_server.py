@@ -137,3 +137,48 @@ def test_stop_drains_in_flight_calls_and_refuses_new_ones(slow_server) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stub.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), timeout=2)
     assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_a_huge_user_value_is_refused_with_its_own_code_and_logged_cut(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A megabyte parameter key, echoed whole, would make the status message exceed the
+    client's metadata limit: the caller would see RESOURCE_EXHAUSTED ("no capacity")."""
+    from csi_disk.cloud.waiter import DiskWaiter
+    from csi_disk.config import Config
+    from csi_disk.controller import ControllerService
+    from tests.fakes import InMemoryCloud
+
+    cloud = InMemoryCloud()
+    waiter = DiskWaiter(cloud, 0.01)
+    server = Server(f"unix://{tmp_path}/c.sock", workers=2)
+    controller = ControllerService(Config(), cloud, waiter, default_zone="cn-hangzhou-h")
+    csi_pb2_grpc.add_ControllerServicer_to_server(controller, server.grpc_server)
+    server.start()
+    channel = grpc.insecure_channel(f"unix://{tmp_path}/c.sock")
+    key = "k" * 1_000_000
+    cap = csi_pb2.VolumeCapability(
+        mount=csi_pb2.VolumeCapability.MountVolume(),
+        access_mode=csi_pb2.VolumeCapability.AccessMode(mode=1),
+    )
+    try:
+        with caplog.at_level("INFO", logger="csi_disk.server"), pytest.raises(
+            grpc.RpcError
+        ) as err:
+            csi_pb2_grpc.ControllerStub(channel).CreateVolume(
+                csi_pb2.CreateVolumeRequest(
+                    name="pvc-huge", parameters={key: "v"}, volume_capabilities=[cap]
+                ),
+                timeout=10,
+            )
+    finally:
+        channel.close()
+        server.stop(0)
+        waiter.close()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unknown parameter 'kkk" in err.value.details()
+    assert len(err.value.details()) < 400
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("pvc-huge" in line for line in lines)  # the request was logged...
+    assert all(len(line) < 2000 for line in lines)  # ...with the key cut short
+    assert cloud.calls["create_disk"] == 0

@@ -285,3 +285,31 @@ def test_create_snapshot_refuses_control_characters_in_the_name(
     with pytest.raises(InvalidArgument, match="name"):
         ctl.CreateSnapshot(snap_request(disk.id, name="snap\nINFO forged"))
     assert cloud.calls["create_snapshot"] == 0 and cloud.calls["describe_snapshots"] == 0
+
+
+def test_a_reused_name_never_makes_a_second_snapshot_when_a_reply_is_lost(
+    ctl: ControllerService, cloud: InMemoryCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name's client token was spent on a snapshot of another volume, since deleted.
+    The first CreateSnapshot makes the snapshot under another token and its reply is lost;
+    the tag lookup of the retry lags behind the new snapshot. The retry must get the same
+    snapshot, not a second one (a token derived from the arguments, never none)."""
+    old, disk = cloud.add_disk(), cloud.add_disk()
+    spent = cloud.create_snapshot(old.id, name="", client_token=client_token("snap-x"))
+    cloud.delete_snapshot(spent, force=True)
+    real = cloud.describe_snapshots
+
+    def lagging(*args: object, **kwargs: object) -> port.Page[port.Snapshot]:
+        if kwargs.get("tags"):
+            return port.Page(items=[], next_token="")  # the new tag is not indexed yet
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cloud, "describe_snapshots", lagging)
+    first = ctl.CreateSnapshot(snap_request(disk.id, name="snap-x")).snapshot
+    retry = ctl.CreateSnapshot(snap_request(disk.id, name="snap-x")).snapshot
+    assert retry.snapshot_id == first.snapshot_id
+    assert [s.id for s in cloud.snapshots.values() if s.source_disk_id == disk.id] == [
+        first.snapshot_id
+    ]
+    tokens = [args[-1] for name, args in cloud.log if name == "create_snapshot"]
+    assert all(tokens), "a CreateSnapshot went out without a client token"

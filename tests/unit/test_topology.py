@@ -66,7 +66,7 @@ def test_zone_param_narrows_topology() -> None:
 
 def test_zone_param_disjoint_from_requisite_is_invalid() -> None:
     req = Req(requisite=[z(A)], preferred=[z(A)])
-    with pytest.raises(InvalidArgument, match=f"zoneId {C}"):
+    with pytest.raises(InvalidArgument, match=f"zoneId '{C}'"):
         zones_in_order(req, C, OWN)
 
 

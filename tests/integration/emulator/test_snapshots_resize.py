@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from alibabacloud_ecs20140526 import models
 
+from csi_disk_emulator.blockdev import file_size_cap
 from csi_disk_emulator.process import running_emulator
 from tests.integration.emulator.conftest import LATENCY_SCALE
 from tests.integration.emulator.sdk import Ecs
@@ -264,6 +265,21 @@ def test_resize_offline_grows_an_available_disk_and_refuses_what_ecs_refuses(ecs
         404,
     )
     assert ecs.disk(disk_id)["Size"] == 30
+
+
+def test_the_largest_disk_a_category_sells_is_created_and_grown_as_ecs_would(ecs: Ecs) -> None:
+    """32 TiB is cloud_essd's top size; ext4 (4 KiB blocks) takes files up to 16 TiB. ECS
+    answers as it would; the file, and so the device, stops at the filesystem's ceiling."""
+    cap = file_size_cap(ecs.info.state_dir)
+    top = 32768
+    disk_id = ecs.create_available(Size=20, DiskCategory="cloud_essd")
+    ecs.call("ResizeDisk", DiskId=disk_id, NewSize=top, Type="offline")
+    assert ecs.disk(disk_id)["Size"] == top
+    assert _disk_file(ecs, disk_id).stat().st_size == min(top * GIB, cap or top * GIB)
+    big = ecs.create_available(Size=top, DiskCategory="cloud_essd", PerformanceLevel="PL1")
+    assert ecs.disk(big)["Size"] == top
+    assert _disk_file(ecs, big).stat().st_blocks == 0  # sparse whatever its size
+    ecs.call("DeleteDisk", DiskId=big)
 
 
 @pytest.mark.root

@@ -4,6 +4,7 @@ so the real SDK (signing, endpoint, error parsing) is exercised without a networ
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
-# A dict is sent as JSON; a str as an HTML page (what a gateway in front of ECS answers).
-Answer = tuple[int, dict[str, Any] | str]
+# A dict is sent as JSON; a str as an HTML page (what a gateway in front of ECS answers);
+# bytes exactly as they are; None drops the connection without an answer.
+Answer = tuple[int, dict[str, Any] | str | bytes | None]
 Handler = Callable[[str, dict[str, str]], Answer]
 
 
@@ -50,7 +52,13 @@ def _serve(handler: Handler) -> Iterator[FakeEcs]:
             with fake.lock:
                 fake.calls.append((action, params))
             status, payload = fake.handler(action, params)
-            if isinstance(payload, str):
+            if payload is None:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if isinstance(payload, bytes):
+                data, kind = payload, "application/json"
+            elif isinstance(payload, str):
                 data, kind = payload.encode(), "text/html"
             else:
                 data, kind = json.dumps(payload).encode(), "application/json"

@@ -81,7 +81,7 @@ def test_an_undocumented_code_with_a_5xx_is_transient(ecs_server, status: int) -
     server = ecs_server(lambda action, params: (499, body))
     with pytest.raises(EcsError) as caught:
         cloud_at(server.url).detach_disk("d-2ze0000000000000000a", "i-2ze0000000000000000b")
-    assert not is_retryable(caught.value) and caught.value.code == "INTERNAL"
+    assert not is_retryable(caught.value) and caught.value.code == "FAILED_PRECONDITION"
 
 
 # --- what a code's meaning decides in CreateVolume --------------------------------------------

@@ -43,8 +43,11 @@ TABLE = [
     ("Forbidden.RAM", "PERMISSION_DENIED", False, False),
     ("InvalidAccessKeyId.NotFound", "PERMISSION_DENIED", False, False),
     ("SignatureDoesNotMatch", "PERMISSION_DENIED", False, False),
-    ("SomethingNobodyKnows.Yet", "INTERNAL", False, False),
-    ("InvalidAction.NotFound", "INTERNAL", False, False),
+    ("SomethingNobodyKnows.Yet", "INVALID_ARGUMENT", False, False),  # as its 400 says
+    ("InvalidAction.NotFound", "FAILED_PRECONDITION", False, False),
+    ("IncompleteSignature", "PERMISSION_DENIED", False, False),
+    ("SignatureNonceUsed", "UNAVAILABLE", True, False),
+    ("InvalidVersion", "INTERNAL", False, False),
 ]
 
 
@@ -141,13 +144,32 @@ def test_messages_on_errors_are_scrubbed() -> None:
         ("SDK.UnknownServerError", 502, True),
         ("Some.UndocumentedCode", 503, True),
         ("Some.UndocumentedCode", 400, False),
-        ("InvalidAction.NotFound", 500, False),  # an endpoint mismatch stays INTERNAL
+        ("InvalidAction.NotFound", 500, False),  # a known code keeps its meaning
     ],
 )
 def test_an_unknown_code_with_a_5xx_is_transient(code: str, status: int, retryable: bool) -> None:
     err = from_ecs_code(code, "ServerResponseBody: <html>bad gateway</html>", http_status=status)
     assert is_retryable(err) is retryable
-    assert err.code == ("UNAVAILABLE" if retryable else "INTERNAL")
+    assert (err.code == "UNAVAILABLE") is retryable
     assert not err.not_applied  # a gateway may have passed the call on
     if code.startswith("SDK."):
         assert "<html>" not in err.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "INVALID_ARGUMENT"),
+        (403, "FAILED_PRECONDITION"),
+        # Never NOT_FOUND: DeleteVolume would take the refusal for "deleted already".
+        (404, "FAILED_PRECONDITION"),
+        (409, "FAILED_PRECONDITION"),
+        (429, "UNAVAILABLE"),
+        (None, "INTERNAL"),
+    ],
+)
+def test_an_unknown_code_means_what_its_http_status_says(status: int | None, code: str) -> None:
+    assert from_ecs_code("Brand.NewRefusal", "no idea", http_status=status).code == code
+    # A body the SDK could not read is no ECS refusal: never the caller's argument.
+    unread = from_ecs_code("SDK.UnknownServerError", "ServerResponseBody: <html>", http_status=400)
+    assert unread.code == "FAILED_PRECONDITION" and "<html>" not in unread.message
