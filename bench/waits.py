@@ -137,7 +137,8 @@ def run(workdir: Path, quick: bool) -> Report:
             "waiter failed",
         ],
     )
-    with emulator(workdir / "ecs-waiter", settings.latency_scale, seed=41) as info:
+    state = workdir / "ecs-waiter"
+    with emulator(state, settings.latency_scale, seed=41, api_quotas="*=0") as info:
         for n in settings.sizes:
             cloud = _cloud(info, pool=max(128, n))
             cloud.probe()  # the SDK client and a connection exist before the clock starts
