@@ -409,10 +409,15 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("volume_capability is required")
         volume_id = validate_volume_id(request.volume_id)
         node_id = validate_instance_id(request.node_id)
+        capability = request.volume_capability
+        capabilities.check(capability, multi_attach=True)  # its shape, before any ECS call
         with self.disks.locks.hold(volume_id):
-            disk = self.disks.require(volume_id)
-            capabilities.check(request.volume_capability, multi_attach=disk.multi_attach)
-            disk = self.attacher.attach(volume_id, node_id, deadline, known=disk)
+            known = None
+            if capability.access_mode.mode in capabilities.MULTI_NODE_MODES:
+                # Only a multi-node mode depends on the disk: it needs a multi-attach one.
+                known = self.disks.require(volume_id)
+                capabilities.check(capability, multi_attach=known.multi_attach)
+            disk = self.attacher.attach(volume_id, node_id, deadline, known=known)
             log.info("ControllerPublishVolume: %s attached to %s", volume_id, node_id)
             return self._published(disk)
 

@@ -44,12 +44,25 @@ def test_attach_reaches_in_use_through_the_waiter(cloud: InMemoryCloud, waiter: 
     assert cloud.disk(disk.id).attachments == ("i-here",)
 
 
-def test_attach_when_already_attached_makes_no_attach_call(
+def test_an_attach_costs_one_attach_call_and_a_share_of_the_polls(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    cloud.latency = 2
+    disk = cloud.add_disk()
+    make(cloud, waiter).attach(disk.id, "i-here")
+    assert cloud.calls["attach_disk"] == 1
+    assert cloud.asked("describe_disks") == 0 and cloud.calls["describe_instance"] == 0
+
+
+def test_attach_when_already_attached_attaches_nothing(
     cloud: InMemoryCloud, waiter: DiskWaiter
 ) -> None:
     disk = cloud.add_disk(status=port.IN_USE, attachments=("i-here",))
-    make(cloud, waiter).attach(disk.id, "i-here")
-    assert cloud.calls["attach_disk"] == 0
+    got = make(cloud, waiter).attach(disk.id, "i-here")
+    assert got.attachments == ("i-here",) and got.status == port.IN_USE
+    # ECS refuses the AttachDisk; one look at the disk finds it attached here.
+    assert cloud.calls["attach_disk"] == 1 and cloud.asked("describe_disks") == 1
+    assert cloud.calls["describe_instance"] == 0
 
 
 def test_unknown_disk_and_unknown_instance_are_not_found(
@@ -63,13 +76,22 @@ def test_unknown_disk_and_unknown_instance_are_not_found(
         attacher.attach(disk.id, "i-gone")
 
 
-def test_other_zone_is_refused_without_a_cloud_attach(
+def test_other_zone_is_refused_naming_both_zones(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
+    disk = cloud.add_disk(zone=ZONE)
+    with pytest.raises(FailedPrecondition, match=f"zone {ZONE} .* is in {OTHER_ZONE}"):
+        make(cloud, waiter).attach(disk.id, "i-far")
+    assert cloud.disk(disk.id).attachments == ()
+
+
+def test_a_disk_is_not_freed_for_an_instance_in_another_zone(
     cloud: InMemoryCloud, waiter: DiskWaiter
 ) -> None:
-    disk = cloud.add_disk(zone=ZONE)
+    cloud.set_instance_status("i-there", port.STOPPED)
+    disk = cloud.add_disk(zone=ZONE, status=port.IN_USE, attachments=("i-there",))
     with pytest.raises(FailedPrecondition, match="zone"):
         make(cloud, waiter).attach(disk.id, "i-far")
-    assert cloud.calls["attach_disk"] == 0
+    assert cloud.disk(disk.id).attachments == ("i-there",)
+    assert cloud.calls["detach_disk"] == 0
 
 
 def test_disk_on_a_running_instance_is_not_taken(cloud: InMemoryCloud, waiter: DiskWaiter) -> None:
@@ -85,6 +107,20 @@ def test_disk_on_a_stopped_instance_is_moved(cloud: InMemoryCloud, waiter: DiskW
     disk = cloud.add_disk(status=port.IN_USE, attachments=("i-there",))
     make(cloud, waiter).attach(disk.id, "i-here")
     assert cloud.disk(disk.id).attachments == ("i-here",)
+
+
+def test_a_holder_started_again_is_not_robbed_on_a_stale_look(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    attacher = make(cloud, waiter)
+    cloud.set_instance_status("i-there", port.STOPPED)
+    assert attacher.instances.get("i-there").status == port.STOPPED  # type: ignore[union-attr]
+    cloud.set_instance_status("i-there", port.RUNNING)  # started again since that look
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-there",))
+    with pytest.raises(FailedPrecondition, match="Running"):
+        attacher.attach(disk.id, "i-here")
+    assert cloud.disk(disk.id).attachments == ("i-there",)
+    assert cloud.calls["detach_disk"] == 0
 
 
 def test_takeover_from_a_running_instance_only_when_allowed(
@@ -142,8 +178,9 @@ def test_attach_while_already_attaching_here_waits_without_a_second_attach(
     assert cloud.disk(disk.id).status == port.ATTACHING
     got = make(cloud, waiter).attach(disk.id, "i-here")
     assert got.status == port.IN_USE
-    assert cloud.calls["attach_disk"] == 1
-    assert cloud.calls["describe_instance"] == 1  # no holder to release, no slot taken
+    # The other caller's AttachDisk, and ours, which ECS refused: it waits for that one.
+    assert cloud.calls["attach_disk"] == 2 and cloud.asked("describe_disks") == 1
+    assert cloud.calls["describe_instance"] == 0  # no holder to release
 
 
 def test_stuck_attach_that_finished_at_the_bound_is_kept(cloud: InMemoryCloud) -> None:
@@ -168,7 +205,7 @@ def test_attach_waits_out_a_disk_still_creating(cloud: InMemoryCloud, waiter: Di
     assert cloud.disk(disk_id).status == port.CREATING
     got = make(cloud, waiter).attach(disk_id, "i-here")
     assert got.status == port.IN_USE
-    assert cloud.calls["attach_disk"] == 1
+    assert cloud.calls["attach_disk"] == 2  # refused while Creating, sent again once settled
 
 
 def test_attach_while_detaching_from_the_same_instance_attaches_again(
@@ -180,7 +217,7 @@ def test_attach_while_detaching_from_the_same_instance_attaches_again(
     assert cloud.disk(disk.id).status == port.DETACHING
     got = make(cloud, waiter).attach(disk.id, "i-here")
     assert got.status == port.IN_USE and got.attachments == ("i-here",)
-    assert cloud.calls["attach_disk"] == 1
+    assert cloud.calls["attach_disk"] == 2  # refused while Detaching, sent again once settled
 
 
 def test_release_checks_every_holder_before_detaching_any(
@@ -204,7 +241,7 @@ def test_detach_waits_out_an_attach_in_progress(cloud: InMemoryCloud, waiter: Di
     assert cloud.disk(disk.id).status == port.ATTACHING
     make(cloud, waiter).detach(disk.id, "i-here")
     assert cloud.disk(disk.id).status == port.AVAILABLE
-    assert cloud.calls["detach_disk"] == 1
+    assert cloud.calls["detach_disk"] == 2  # refused while Attaching, sent again after
 
 
 def test_detach_failure_while_still_attached_is_raised(
@@ -226,9 +263,11 @@ def test_detach_waits_until_detached_and_tolerates_absence(
     attacher.detach(disk.id, "i-here")
     assert cloud.disk(disk.id).status == port.AVAILABLE
     assert cloud.disk(disk.id).attachments == ()
+    assert cloud.calls["detach_disk"] == 1 and cloud.asked("describe_disks") == 0
     attacher.detach(disk.id, "i-here")  # already detached
     attacher.detach("d-nosuchdisk", "i-here")  # gone
-    assert cloud.calls["detach_disk"] == 1
+    # ECS's refusals (not attached there; no such disk) say so: no look at the disk.
+    assert cloud.calls["detach_disk"] == 3 and cloud.asked("describe_disks") == 0
 
 
 def test_concurrent_attaches_to_one_instance_are_serialised(

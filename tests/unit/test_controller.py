@@ -629,8 +629,13 @@ def test_publish_attaches_and_returns_serial(ctl: ControllerService, cloud: InMe
     assert resp.publish_context[SERIAL_KEY] == disk.id.removeprefix("d-")
     assert cloud.disk(disk.id).attachments == ("i-h1",)
     assert cloud.disk(disk.id).status == port.IN_USE
-    publish(ctl, disk.id, "i-h1")
+    # The attach costs one AttachDisk; only the shared waiter looked at the disk.
     assert cloud.calls["attach_disk"] == 1
+    assert cloud.asked("describe_disks") == 0 and cloud.calls["describe_instance"] == 0
+    publish(ctl, disk.id, "i-h1")
+    # Published again: ECS refuses the AttachDisk, one look finds it attached here.
+    assert cloud.calls["attach_disk"] == 2 and cloud.asked("describe_disks") == 1
+    assert cloud.disk(disk.id).attachments == ("i-h1",)
 
 
 def test_publish_bad_input(ctl: ControllerService, cloud: InMemoryCloud) -> None:
