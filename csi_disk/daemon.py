@@ -81,6 +81,7 @@ def build_services(config: Config) -> Services:
         services.node = NodeService.from_metadata(
             config, metadata, cloud, waiter, region=region, attacher=shared
         )
+        services.closers.append(services.node.close)
     return services
 
 
