@@ -91,9 +91,11 @@ def test_create_volume_rows_cover_sequential_first(quick_run: tuple[dict[str, An
 
 def test_interceptor_rows_measure_both_servers(quick_run: tuple[dict[str, Any], str]) -> None:
     rows = _rows(quick_run[0], "interceptor")
-    assert {r["method"] for r in rows} == {"GetPluginInfo", "Probe"}
+    assert {r["method"] for r in rows} == {"GetPluginInfo", "Probe", "NodeGetInfo"}
     for row in rows:
         assert row["bare calls/s"] > 0 and row["daemon calls/s"] > 0
+        if row["callers"] == 1:
+            assert row["bare p50 us"] > 0 and row["daemon p50 us"] > 0
 
 
 def test_memory_rows_read_a_live_rss(quick_run: tuple[dict[str, Any], str]) -> None:
