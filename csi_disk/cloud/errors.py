@@ -144,6 +144,10 @@ _EXACT: dict[str, type[EcsError]] = {
     "InvalidDataDiskCategory.NotSupported": EcsUnsupportedHere,
     "InvalidDiskSize.NotSupported": EcsUnsupportedHere,
     "IncorrectInstanceStatus": EcsFailedPrecondition,
+    # AttachDisk's other answers for a disk that is not Available (ECS's AttachDisk page).
+    "DiskError": EcsFailedPrecondition,
+    "DiskId.StatusNotSupported": EcsFailedPrecondition,
+    "InvalidDisk.InUse": EcsFailedPrecondition,
     "ResourcesNotInSameZone": EcsFailedPrecondition,
     "DependencyViolation": EcsFailedPrecondition,
     "IdempotentParameterMismatch": EcsAlreadyExists,
@@ -253,9 +257,16 @@ def _code(err: BaseException) -> str:
     return err.ecs_code if isinstance(err, EcsError) else ""
 
 
+# Besides IncorrectDiskStatus and its variants, what AttachDisk answers for a disk that is
+# not Available: "DiskError" (message "IncorrectDiskStatus."), DiskId.StatusNotSupported,
+# and InvalidDisk.InUse (the disk is attached already).
+_DISK_STATUS_REFUSALS = frozenset({"DiskError", "DiskId.StatusNotSupported", "InvalidDisk.InUse"})
+
+
 def refused_for_disk_status(err: BaseException) -> bool:
     """The disk's status does not allow the call now: attached, creating or in transition."""
-    return _code(err).startswith("IncorrectDiskStatus")
+    code = _code(err)
+    return code.startswith("IncorrectDiskStatus") or code in _DISK_STATUS_REFUSALS
 
 
 def says_not_attached(err: BaseException) -> bool:

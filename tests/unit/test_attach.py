@@ -65,6 +65,18 @@ def test_attach_when_already_attached_attaches_nothing(
     assert cloud.calls["describe_instance"] == 0
 
 
+@pytest.mark.parametrize("code", ["InvalidDisk.InUse", "DiskError", "DiskId.StatusNotSupported"])
+def test_attach_refused_in_other_words_looks_at_the_disk(
+    cloud: InMemoryCloud, waiter: DiskWaiter, code: str
+) -> None:
+    # ECS's AttachDisk page lists these answers for a disk that is not Available.
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-here",))
+    cloud.fail("attach_disk", ecs_error(code, "", "AttachDisk"))
+    got = make(cloud, waiter).attach(disk.id, "i-here")
+    assert got.attachments == ("i-here",)
+    assert cloud.calls["attach_disk"] == 1 and cloud.asked("describe_disks") == 1
+
+
 def test_unknown_disk_and_unknown_instance_are_not_found(
     cloud: InMemoryCloud, waiter: DiskWaiter
 ) -> None:

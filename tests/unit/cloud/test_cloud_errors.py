@@ -151,3 +151,23 @@ def test_an_unknown_code_with_a_5xx_is_transient(code: str, status: int, retryab
     assert not err.not_applied  # a gateway may have passed the call on
     if code.startswith("SDK."):
         assert "<html>" not in err.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("IncorrectDiskStatus", True),
+        ("IncorrectDiskStatus.Initializing", True),
+        ("DiskError", True),
+        ("DiskId.StatusNotSupported", True),
+        ("InvalidDisk.InUse", True),
+        ("InvalidOperation.Conflict", False),
+        ("DependencyViolation", False),
+        ("InvalidDiskId.NotFound", False),
+    ],
+)
+def test_refusals_for_the_disk_s_status_are_told_apart(code: str, status: bool) -> None:
+    err = from_ecs_code(code, "", action="AttachDisk")
+    assert errors.refused_for_disk_status(err) is status
+    assert errors.says_not_attached(err) is (code == "DependencyViolation")
+    assert not errors.refused_for_disk_status(RuntimeError(code))  # only ECS answers count
