@@ -12,7 +12,7 @@ from csi_disk.cloud import port
 from csi_disk.cloud.port import Disk, DiskRequest
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
-from csi_disk.errors import DeadlineExceeded, FailedPrecondition, NotFound
+from csi_disk.errors import Aborted, DeadlineExceeded, DriverError, FailedPrecondition, NotFound
 from tests.fakes import InMemoryCloud, ecs_error
 from tests.unit.controller_helpers import cloud_with, running_waiter
 
@@ -75,6 +75,107 @@ def test_attach_refused_in_other_words_looks_at_the_disk(
     got = make(cloud, waiter).attach(disk.id, "i-here")
     assert got.attachments == ("i-here",)
     assert cloud.calls["attach_disk"] == 1 and cloud.asked("describe_disks") == 1
+
+
+def test_an_attach_ecs_keeps_refusing_ends_aborted_after_three_rounds(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk()  # Available, yet ECS says its status will not do
+    cloud.fail("attach_disk", ecs_error("IncorrectDiskStatus", "", "AttachDisk"), times=5)
+    with pytest.raises(Aborted, match="could not be attached"):
+        make(cloud, waiter).attach(disk.id, "i-here")
+    assert cloud.calls["attach_disk"] == 3 and cloud.asked("describe_disks") == 3
+
+
+def _reply_lost(cloud: InMemoryCloud, method: str) -> None:
+    """``method`` acts, then its answer is lost on the way back."""
+    original = getattr(cloud, method)
+
+    def lost(*args: object) -> None:
+        original(*args)
+        raise ecs_error("InternalError", "", method)
+
+    setattr(cloud, method, lost)
+
+
+def test_an_attach_whose_answer_was_lost_is_not_a_failure(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk()
+    _reply_lost(cloud, "attach_disk")
+    got = make(cloud, waiter).attach(disk.id, "i-here")
+    assert got.status == port.IN_USE and got.attachments == ("i-here",)
+    assert cloud.asked("describe_disks") == 1
+
+
+def test_an_attach_that_failed_before_acting_is_raised_without_a_look(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk()
+    cloud.fail("attach_disk", ecs_error("InstanceDiskLimitExceeded", "", "AttachDisk"))
+    with pytest.raises(DriverError, match="InstanceDiskLimitExceeded"):
+        make(cloud, waiter).attach(disk.id, "i-here")
+    cloud.fail("attach_disk", ecs_error("Throttling", "", "AttachDisk"))  # ECS did nothing
+    with pytest.raises(DriverError, match="Throttling"):
+        make(cloud, waiter).attach(disk.id, "i-here")
+    assert cloud.asked("describe_disks") == 0
+    assert cloud.disk(disk.id).attachments == ()
+
+
+def test_a_transient_attach_failure_that_did_not_attach_is_raised(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk()
+    cloud.fail("attach_disk", ecs_error("InternalError", "", "AttachDisk"))
+    with pytest.raises(DriverError, match="InternalError"):
+        make(cloud, waiter).attach(disk.id, "i-here")
+    assert cloud.asked("describe_disks") == 1  # looked: not attached, so it failed
+
+
+@pytest.mark.parametrize("action", ["attach", "detach"])
+def test_an_answer_saying_the_instance_changed_drops_what_is_known_of_it(
+    cloud: InMemoryCloud, waiter: DiskWaiter, action: str
+) -> None:
+    attacher = make(cloud, waiter)
+    attacher.instances.get("i-here")
+    attached = action == "detach"
+    disk = cloud.add_disk(
+        status=port.IN_USE if attached else port.AVAILABLE,
+        attachments=("i-here",) if attached else (),
+    )
+    method = f"{action}_disk"
+    cloud.fail(method, ecs_error("IncorrectInstanceStatus", "", method))
+    with pytest.raises(FailedPrecondition):
+        getattr(attacher, action)(disk.id, "i-here")
+    attacher.instances.get("i-here")
+    assert cloud.calls["describe_instance"] == 2  # asked again after ECS said it changed
+
+
+def test_a_multi_attach_disk_is_attached_beside_its_holders(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-there",), multi_attach=True)
+    got = make(cloud, waiter).attach(disk.id, "i-here", known=cloud.disk(disk.id))
+    assert set(got.attachments) == {"i-there", "i-here"}
+    assert cloud.calls["detach_disk"] == 0 and cloud.calls["describe_instance"] == 0
+
+
+def test_a_detach_whose_answer_was_lost_waits_for_the_detach(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk(status=port.IN_USE, attachments=("i-here",))
+    _reply_lost(cloud, "detach_disk")
+    make(cloud, waiter).detach(disk.id, "i-here")
+    assert cloud.disk(disk.id).attachments == () and cloud.disk(disk.id).status == port.AVAILABLE
+
+
+def test_a_detach_refused_for_a_disk_no_longer_there_is_done(
+    cloud: InMemoryCloud, waiter: DiskWaiter
+) -> None:
+    disk = cloud.add_disk()  # detached meanwhile: ECS refuses for its status
+    cloud.fail("detach_disk", ecs_error("IncorrectDiskStatus", "", "DetachDisk"))
+    make(cloud, waiter).detach(disk.id, "i-here")
+    assert cloud.calls["detach_disk"] == 1 and cloud.asked("describe_disks") == 1
 
 
 def test_unknown_disk_and_unknown_instance_are_not_found(
