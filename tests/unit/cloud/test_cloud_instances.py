@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from csi_disk.cloud import port
+from csi_disk.cloud import instances, port
 from csi_disk.cloud.instances import InstanceFacts
 from tests.ecs_codes import ecs_error
 from tests.fakes import InMemoryCloud
@@ -105,3 +105,26 @@ def test_a_failed_lookup_is_not_remembered(cloud: InMemoryCloud) -> None:
         facts.get("i-a")
     assert facts.get("i-a") is not None
     assert cloud.calls["describe_instance"] == 2
+
+
+def test_what_is_kept_is_bounded_expired_entries_first(
+    cloud: InMemoryCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(instances, "MAX_INSTANCES", 3)
+    clock = Clock()
+    facts = InstanceFacts(cloud, ttl=30.0, clock=clock)
+    facts.get("i-1")
+    facts.get("i-2")
+    clock.now += 20
+    facts.get("i-3")
+    clock.now += 15  # i-1 and i-2 are past their ttl, i-3 is not
+    facts.get("i-4")
+    assert sorted(facts._seen) == ["i-3", "i-4"]
+    facts.get("i-5")
+    facts.get("i-6")  # all fresh: the oldest kept gives way
+    assert sorted(facts._seen) == ["i-4", "i-5", "i-6"]
+    asked = cloud.calls["describe_instance"]
+    facts.get("i-5")
+    assert cloud.calls["describe_instance"] == asked
+    facts.get("i-3")
+    assert cloud.calls["describe_instance"] == asked + 1
