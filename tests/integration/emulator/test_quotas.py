@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 
 import pytest
@@ -14,6 +15,16 @@ from tests.integration.emulator.v2sdk import role_credentials
 pytestmark = pytest.mark.timeout(120)
 
 
+def in_one_minute(info: EmulatorInfo, seconds: float = 15.0) -> None:
+    """Start a test's calls with ``seconds`` left in the wall-clock minute the emulator
+    counts in, and nothing counted yet: a sequence that crossed into the next minute would
+    find its quota spent no more."""
+    left = 60.0 - time.time() % 60.0
+    if left < seconds:
+        time.sleep(left + 0.1)
+    info.admin("POST", "/quotas/reset")
+
+
 def throttled(ecs: Ecs, action: str) -> ServerException:
     err = ecs.error(action)
     assert (err.get_error_code(), err.get_http_status()) == ("Throttling", 400)
@@ -24,6 +35,7 @@ def throttled(ecs: Ecs, action: str) -> ServerException:
 def test_an_action_over_its_quota_is_throttled_alone_until_the_next_minute(own_emulator) -> None:  # type: ignore[no-untyped-def]
     with own_emulator(api_quotas="DescribeZones=3", block_devices="off") as info:
         ecs = Ecs.for_account(info)
+        in_one_minute(info)
         for _ in range(3):
             assert ecs.call("DescribeZones")["Zones"]["Zone"]
         throttled(ecs, "DescribeZones")
@@ -42,6 +54,7 @@ def test_every_key_of_the_account_shares_one_quota(own_emulator) -> None:  # typ
         account = Ecs.for_account(info)
         role = Ecs.for_sts(info, role_credentials(info, 0))
         other_role = Ecs.for_sts(info, role_credentials(info, 1))
+        in_one_minute(info)
         account.call("DescribeZones")
         role.call("DescribeZones")
         throttled(other_role, "DescribeZones")
@@ -56,6 +69,7 @@ def test_quotas_default_to_the_drivers_and_change_through_the_admin_api(
         assert quotas == {"*": 500, "DescribeInstanceTypes": 400}
         info.admin("POST", "/quotas", {"quotas": {"DescribeZones": 1, "*": 2}})
         ecs = Ecs.for_account(info)
+        in_one_minute(info)
         ecs.call("DescribeZones")
         throttled(ecs, "DescribeZones")
         ecs.call("DescribeInstances")
