@@ -102,14 +102,19 @@ def rss_kib(pid: int) -> int:
 
 
 @contextmanager
-def emulator(state_dir: Path, latency_scale: float, seed: int) -> Iterator[EmulatorInfo]:
-    """The ECS emulator on loopback without block devices: the controller never needs one."""
+def emulator(
+    state_dir: Path, latency_scale: float, seed: int, **options: Any
+) -> Iterator[EmulatorInfo]:
+    """The ECS emulator on loopback without block devices: the controller never needs one.
+
+    ``options`` are more emulator flags (``api_quotas="*=0"`` -> ``--api-quotas *=0``)."""
     with running_emulator(
         state_dir,
         listen="127.0.0.1:0",
         latency_scale=latency_scale,
         seed=seed,
         block_devices="off",
+        **options,
     ) as info:
         yield info
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import create, interceptor, memory, waits
+from bench import create, interceptor, lifecycle, memory, waits
 from bench.common import Report
 
 BENCHMARKS: dict[str, Callable[[Path, bool], Report]] = {
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Path, bool], Report]] = {
     "create_volume": create.run,
     "interceptor": interceptor.run,
     "memory": memory.run,
+    "lifecycle": lifecycle.run,
 }
 
 
@@ -40,13 +41,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_all(names: Sequence[str], quick: bool, workdir: Path) -> dict[str, Any]:
+def run_all(names: Sequence[str], quick: bool, workdir: Path, baseline: str = "") -> dict[str, Any]:
     """Run the named benchmarks in order; the JSON-ready result of the whole run."""
     began = time.monotonic()
     reports: list[dict[str, Any]] = []
     for name in names:
         started = time.monotonic()
-        report = BENCHMARKS[name](workdir / name, quick)
+        if name == "lifecycle" and baseline:
+            report = lifecycle.run(workdir / name, quick, baseline)
+        else:
+            report = BENCHMARKS[name](workdir / name, quick)
         report.seconds = time.monotonic() - started
         print(report.render(), flush=True)
         print(flush=True)
@@ -69,12 +73,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (daemon and emulator logs)"
     )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="REV",
+        help="also run the lifecycle with the driver at this git revision (before/after)",
+    )
+    parser.add_argument(
+        "--charts", type=Path, metavar="DIR", help="draw the lifecycle charts (PNG) into DIR"
+    )
     args = parser.parse_args(argv)
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     # Short path: unix socket paths must stay under 108 bytes.
     workdir = Path(tempfile.mkdtemp(prefix="csi-bench-"))
     try:
-        result = run_all(names, args.quick, workdir)
+        result = run_all(names, args.quick, workdir, args.baseline)
     except BaseException:
         print(f"failed; logs kept in {workdir}", file=sys.stderr)
         raise
@@ -85,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"total {result['seconds']:.1f}s on {result['machine']['usable_cpus']} cpus")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.charts:
+        from bench import charts  # matplotlib: needed only here (the bench extra)
+
+        for path in charts.draw(result, args.charts):
+            print(f"chart {path}")
     return 0
 
 

@@ -84,6 +84,11 @@ SERVE_FLAGS = [
         "attach a disk still held by a Running instance (loses that instance's unflushed writes)",
         _bool,
     ),
+    Flag(
+        "api-quotas",
+        "ECS API calls per minute per action, e.g. CreateDisk=300,*=500 (* is any other "
+        "action, 0 no limit); defaults *=500,DescribeInstanceTypes=400",
+    ),
 ]
 
 

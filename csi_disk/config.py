@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_disk import DRIVER_NAME
+from csi_disk.cloud.quotas import parse_quotas
 
 MODES = ("all", "controller", "node")
 ATTACH_MODES = ("node", "controller")
@@ -37,6 +38,7 @@ class Config:
     operation_timeout: float = 300.0  # bound on one call's waits, below its caller's deadline
     detach_before_delete: bool = False
     allow_takeover: bool = False  # attach a disk still held by a Running instance
+    api_quotas: str = ""  # "Action=calls-per-minute,...": ECS API budgets over the defaults
 
     @property
     def serves_controller(self) -> bool:
@@ -60,6 +62,7 @@ def check(config: Config) -> None:
     for name, path in (("kubelet-dir", config.kubelet_dir), ("device-root", config.device_root)):
         if not str(path) or not path.is_absolute():
             raise ValueError(f"{name} must be an absolute path, not {str(path)!r}")
+    parse_quotas(config.api_quotas)  # ValueError naming the bad entry
     if config.metrics_address:
         _host, sep, port = config.metrics_address.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:

@@ -27,7 +27,7 @@ from csi_disk import capabilities, categories, parameters, topology
 from csi_disk.attach import Attacher
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
-from csi_disk.cloud.errors import EcsError, is_unsupported_here
+from csi_disk.cloud.errors import EcsError, is_unsupported_here, refused_for_disk_status
 from csi_disk.cloud.port import Cloud, Disk, DiskRequest
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
@@ -391,18 +391,31 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         if not is_disk_id(volume_id):
             return csi_pb2.DeleteVolumeResponse()  # names no disk: deleted already
         with self.disks.locks.hold(volume_id):
-            disk = self.disks.describe(volume_id)
-            if disk is not None:
-                disk = self.disks.settle(disk, deadline)
-            if disk is None:
-                return csi_pb2.DeleteVolumeResponse()
-            self.attacher.release(
-                disk, deadline, force=self.config.detach_before_delete, purpose="deleting it"
-            )
-            with contextlib.suppress(NotFound):
+            try:
                 self.cloud.delete_disk(volume_id)
+            except NotFound:
+                return csi_pb2.DeleteVolumeResponse()
+            except EcsError as err:
+                if not refused_for_disk_status(err):
+                    raise
+                # Attached, or still creating or changing: look, settle, free it, again.
+                self._delete_busy(volume_id, deadline)
             log.info("DeleteVolume: disk %s deleted", volume_id)
             return csi_pb2.DeleteVolumeResponse()
+
+    def _delete_busy(self, volume_id: str, deadline: Deadline) -> None:
+        """Delete a disk ECS refused to delete for its status: wait until it settles, detach
+        it from holders that are not Running (or any, with --detach-before-delete)."""
+        disk = self.disks.describe(volume_id)
+        if disk is not None:
+            disk = self.disks.settle(disk, deadline)
+        if disk is None:
+            return
+        self.attacher.release(
+            disk, deadline, force=self.config.detach_before_delete, purpose="deleting it"
+        )
+        with contextlib.suppress(NotFound):
+            self.cloud.delete_disk(volume_id)
 
     # --- attach and detach -----------------------------------------------------------------
 
@@ -418,10 +431,15 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             raise InvalidArgument("volume_capability is required")
         volume_id = validate_volume_id(request.volume_id)
         node_id = validate_instance_id(request.node_id)
+        capability = request.volume_capability
+        capabilities.check(capability, multi_attach=True)  # its shape, before any ECS call
         with self.disks.locks.hold(volume_id):
-            disk = self.disks.require(volume_id)
-            capabilities.check(request.volume_capability, multi_attach=disk.multi_attach)
-            disk = self.attacher.attach(volume_id, node_id, deadline, known=disk)
+            known = None
+            if capability.access_mode.mode in capabilities.MULTI_NODE_MODES:
+                # Only a multi-node mode depends on the disk: it needs a multi-attach one.
+                known = self.disks.require(volume_id)
+                capabilities.check(capability, multi_attach=known.multi_attach)
+            disk = self.attacher.attach(volume_id, node_id, deadline, known=known)
             log.info("ControllerPublishVolume: %s attached to %s", volume_id, node_id)
             return self._published(disk)
 

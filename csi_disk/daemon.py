@@ -44,6 +44,7 @@ def build_services(config: Config) -> Services:
     from csi_disk.cloud.credentials import resolve_provider
     from csi_disk.cloud.ecs import EcsCloud
     from csi_disk.cloud.metadata import MetadataClient
+    from csi_disk.cloud.quotas import ApiQuotas
     from csi_disk.cloud.waiter import DiskWaiter
 
     services = Services()
@@ -59,7 +60,11 @@ def build_services(config: Config) -> Services:
         credentials = resolve_provider(config, metadata=metadata)
         credentials.get()  # resolved now, so a missing credential shows as not ready
         cloud = EcsCloud(
-            region, credentials, endpoint=config.ecs_endpoint, pool_size=config.workers
+            region,
+            credentials,
+            endpoint=config.ecs_endpoint,
+            pool_size=config.workers,
+            quotas=ApiQuotas.from_text(config.api_quotas),
         )
         cloud.probe()  # one ECS call answered: credentials and endpoint work
         waiter = DiskWaiter(cloud)
@@ -76,6 +81,7 @@ def build_services(config: Config) -> Services:
         services.node = NodeService.from_metadata(
             config, metadata, cloud, waiter, region=region, attacher=shared
         )
+        services.closers.append(services.node.close)
     return services
 
 

@@ -12,6 +12,8 @@ import contextlib
 import errno
 import logging
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from csi_disk import capabilities, tokens, topology
 from csi_disk.attach import Attacher
 from csi_disk.capabilities import published_serial
 from csi_disk.cloud.port import Cloud
+from csi_disk.cloud.quotas import background
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
@@ -66,6 +69,9 @@ RPC = csi_pb2.NodeServiceCapability.RPC
 AccessMode = csi_pb2.VolumeCapability.AccessMode
 
 DEFAULT_MAX_VOLUMES = 15  # what the upstream driver reports when ECS does not say
+# How often the node looks again at how many disks its instance takes (one DescribeDisks,
+# the instance type's quantity being cached): disks attached by others change it.
+FACTS_REFRESH = 3600.0
 MKFS_OPTIONS_KEY = "mkfsOptions"
 # Flags that belong to one mount point and so are reapplied on each bind mount; the rest
 # (data=, context=, nouuid, ...) belong to the filesystem and were set when staging.
@@ -191,7 +197,8 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.instance_id = instance_id
         self.zone = zone
         self.region = region
-        self.max_volumes_per_node = max_volumes_per_node
+        self._info = self._node_info(max_volumes_per_node)
+        self._closed = threading.Event()
         self._attacher = attacher if config.attach_mode == "node" else None
         self._host: Host = host or LinuxHost(config.device_root)
         self._mounter = SafeFormatAndMount(self._host)
@@ -229,10 +236,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
                 raise ValueError("node attach mode needs a cloud client and a waiter")
             attacher = Attacher(cloud, waiter, config)
         limit = config.max_volumes_per_node
+        instance_type = ""
         if limit <= 0:
             instance_type = metadata.instance_type() if cloud is not None else ""
             limit = max_volumes(config, cloud, instance_id, instance_type)
-        return cls(
+        service = cls(
             config,
             instance_id=instance_id,
             zone=zone,
@@ -241,6 +249,48 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             attacher=attacher,
             host=host,
         )
+        if config.max_volumes_per_node <= 0 and cloud is not None:
+            service.refresh_in_background(
+                lambda: max_volumes(config, cloud, instance_id, instance_type), FACTS_REFRESH
+            )
+        return service
+
+    @property
+    def max_volumes_per_node(self) -> int:
+        return self._info.max_volumes_per_node
+
+    def _node_info(self, max_volumes_per_node: int) -> csi_pb2.NodeGetInfoResponse:
+        return csi_pb2.NodeGetInfoResponse(
+            node_id=self.instance_id,
+            max_volumes_per_node=max_volumes_per_node,
+            accessible_topology=csi_pb2.Topology(
+                segments=topology.node_segments(self.zone, self.region, self.instance_id)
+            ),
+        )
+
+    def refresh_in_background(self, look: Callable[[], int], every: float) -> None:
+        """Ask ``look`` for the volume limit every ``every`` seconds on a thread of its own:
+        NodeGetInfo answers from the last answer and never waits for ECS."""
+
+        def run() -> None:
+            while not self._closed.wait(every):
+                try:
+                    with background():  # after any call a CSI request waits for
+                        limit = look()
+                except Exception as err:  # keep the last answer; look again next time
+                    log.warning("could not look again at this node's volume limit: %s", err)
+                    continue
+                if limit != self.max_volumes_per_node:
+                    log.info(
+                        "volume limit of this node: %d (was %d)", limit, self.max_volumes_per_node
+                    )
+                    self._info = self._node_info(limit)
+
+        threading.Thread(target=run, name="node-facts", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop looking again at the node's facts."""
+        self._closed.set()
 
     @property
     def node_id(self) -> str:
@@ -286,13 +336,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetInfo(
         self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetInfoResponse:
-        return csi_pb2.NodeGetInfoResponse(
-            node_id=self.instance_id,
-            max_volumes_per_node=self.max_volumes_per_node,
-            accessible_topology=csi_pb2.Topology(
-                segments=topology.node_segments(self.zone, self.region, self.instance_id)
-            ),
-        )
+        """Built from the facts gathered at start (and looked at again in the background),
+        never from a call to ECS or the metadata service."""
+        return self._info
 
     def NodeGetCapabilities(
         self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext

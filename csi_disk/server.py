@@ -190,28 +190,73 @@ def grpc_code(error: errors.DriverError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
 
 
+# Calls the kubelet, the sidecars and the livenessprobe make over and over, answered from
+# memory: logged at debug level and counted, without a request id (unless a log line needs
+# one), a latency histogram or an in-flight gauge.
+CHEAP = frozenset(
+    {
+        "GetPluginInfo",
+        "GetPluginCapabilities",
+        "Probe",
+        "ControllerGetCapabilities",
+        "NodeGetCapabilities",
+        "NodeGetInfo",
+    }
+)
+# Calls logged at debug level: the cheap ones, and the kubelet's periodic volume stats.
+QUIET = CHEAP | {"NodeGetVolumeStats"}
+
+
 class CallInterceptor(grpc.ServerInterceptor):
     """Logging, metrics and error mapping for every unary call."""
+
+    def __init__(self) -> None:
+        # Full method name -> the wrapped handler: built once, not on every call.
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
+        wrapped = self._handlers.get(handler_call_details.method)
+        if wrapped is not None:
+            return wrapped
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
+        if method in CHEAP:
+            served = CALLS.labels(method, grpc.StatusCode.OK.name)
 
-        def serve(request: Message, context: grpc.ServicerContext) -> Message:
-            return self._serve(method, inner, request, context)
+            def serve(request: Message, context: grpc.ServicerContext) -> Message:
+                if log.isEnabledFor(logging.DEBUG):
+                    return self._serve(method, inner, request, context)
+                try:
+                    reply = inner(request, context)
+                except grpc.RpcError:
+                    raise
+                except Exception as err:
+                    code, message = self._status(method, uuid.uuid4().hex[:12], err)
+                    CALLS.labels(method, code.name).inc()
+                    context.abort(code, message)
+                    raise  # unreachable: abort raises
+                served.inc()
+                return reply
 
-        return grpc.unary_unary_rpc_method_handler(
+        else:
+
+            def serve(request: Message, context: grpc.ServicerContext) -> Message:
+                return self._serve(method, inner, request, context)
+
+        wrapped = grpc.unary_unary_rpc_method_handler(
             serve,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+        self._handlers[handler_call_details.method] = wrapped
+        return wrapped
 
     def _serve(
         self,
@@ -222,8 +267,7 @@ class CallInterceptor(grpc.ServerInterceptor):
     ) -> Message:
         request_id = uuid.uuid4().hex[:12]
         extra = {"request_id": request_id, "method": method}
-        quiet = method in ("Probe", "NodeGetCapabilities", "GetPluginInfo", "NodeGetVolumeStats")
-        level = logging.DEBUG if quiet else logging.INFO
+        level = logging.DEBUG if method in QUIET else logging.INFO
         verbose = log.isEnabledFor(level)  # describing messages costs; skip it when unseen
         if verbose:
             log.log(level, "[%s] %s request %s", request_id, method, describe(request), extra=extra)
@@ -235,7 +279,25 @@ class CallInterceptor(grpc.ServerInterceptor):
             if verbose:
                 log.log(level, "[%s] %s reply %s", request_id, method, describe(reply), extra=extra)
             return reply
-        except errors.DriverError as err:
+        except grpc.RpcError:
+            code = context.code() if hasattr(context, "code") and context.code() else code
+            raise
+        except Exception as err:
+            code, message = self._status(method, request_id, err)
+            context.abort(code, message)
+            raise  # unreachable: abort raises
+        finally:
+            IN_FLIGHT.labels(method).dec()
+            elapsed = time.monotonic() - start
+            CALLS.labels(method, code.name).inc()
+            LATENCY.labels(method, code.name).observe(elapsed)
+
+    @staticmethod
+    def _status(method: str, request_id: str, err: Exception) -> tuple[grpc.StatusCode, str]:
+        """The status a call that raised ``err`` ends with, logged: the one place where
+        errors become gRPC codes."""
+        extra = {"request_id": request_id, "method": method}
+        if isinstance(err, errors.DriverError):
             code = grpc_code(err)
             message = scrub(err.message)
             if len(message) > MAX_STATUS_MESSAGE:
@@ -243,33 +305,20 @@ class CallInterceptor(grpc.ServerInterceptor):
             log.warning(
                 "[%s] %s failed: %s %s", request_id, method, code.name, message, extra=extra
             )
-            context.abort(code, message)
-            raise  # unreachable: abort raises
-        except NotImplementedError:
+            return code, message
+        if isinstance(err, NotImplementedError):
             # The generated servicer's default for a call this plugin does not offer.
-            code = grpc.StatusCode.UNIMPLEMENTED
-            context.abort(code, f"{method} is not implemented by this plugin")
-            raise
-        except grpc.RpcError:
-            code = context.code() if hasattr(context, "code") and context.code() else code
-            raise
-        except Exception as err:  # a bug: keep the traceback in the log, not in the reply
-            code = grpc.StatusCode.INTERNAL
-            log.error(
-                "[%s] %s failed unexpectedly: %s\n%s",
-                request_id,
-                method,
-                type(err).__name__,
-                scrub(traceback.format_exc()),
-                extra=extra,
-            )
-            context.abort(code, f"internal error in {method} (request {request_id})")
-            raise
-        finally:
-            IN_FLIGHT.labels(method).dec()
-            elapsed = time.monotonic() - start
-            CALLS.labels(method, code.name).inc()
-            LATENCY.labels(method, code.name).observe(elapsed)
+            return grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by this plugin"
+        # A bug: keep the traceback in the log, not in the reply.
+        log.error(
+            "[%s] %s failed unexpectedly: %s\n%s",
+            request_id,
+            method,
+            type(err).__name__,
+            scrub(traceback.format_exc()),
+            extra=extra,
+        )
+        return grpc.StatusCode.INTERNAL, f"internal error in {method} (request {request_id})"
 
 
 # ---------------------------------------------------------------- late binding

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from csi_disk.cloud.quotas import parse_quotas
 from csi_disk_emulator.actions.events import record_event
 from csi_disk_emulator.cloud import Cloud
 from csi_disk_emulator.errors import CATALOGUE, EcsError
@@ -42,10 +43,20 @@ def _route(
         case ("GET", ["calls"]):
             with cloud.store.tx() as db:
                 rows = db.execute("SELECT * FROM calls ORDER BY action").fetchall()
-            return 200, {"calls": {r["action"]: r["count"] for r in rows}}
+            return 200, {
+                "calls": {r["action"]: r["count"] for r in rows},
+                "throttled": cloud.quotas.throttled_calls(),
+                "metadata": cloud.metadata_counts(),
+            }
         case ("POST", ["calls", "reset"]) | ("DELETE", ["calls"]):
-            with cloud.store.tx() as db:
-                db.execute("DELETE FROM calls")
+            cloud.forget_counts()
+            return 200, {}
+        case ("GET", ["quotas"]):
+            return 200, {"quotas": cloud.quotas.quotas(), "used": cloud.quotas.used()}
+        case ("POST", ["quotas"]):
+            return _set_quotas(cloud, body)
+        case ("POST", ["quotas", "reset"]):
+            cloud.quotas.new_minute()
             return 200, {}
         case ("GET", ["faults"]):
             with cloud.store.tx() as db:
@@ -229,6 +240,25 @@ def _set_fault(cloud: Cloud, body: dict[str, Any]) -> Reply:
             (name, code, rate, count, latency),
         )
     return 200, {}
+
+
+def _set_quotas(cloud: Cloud, body: dict[str, Any]) -> Reply:
+    """``{"quotas": {"CreateDisk": 5, "*": 0, "AttachDisk": null}}``: calls per minute per
+    action (``*`` the rest, 0 no quota, null back to the default)."""
+    quotas = body.get("quotas")
+    if not isinstance(quotas, dict):
+        raise AdminError(400, "field 'quotas' must be an object of action: calls per minute")
+    changes: dict[str, int | None] = {}
+    for name in quotas:
+        try:
+            valid = parse_quotas(f"{name}=0") == {name: 0}
+        except ValueError:
+            valid = False
+        if not valid:
+            raise AdminError(400, f"{name[:40]!r} is not an ECS action name or '*'")
+        changes[name] = _integer(quotas, name, None)
+    cloud.quotas.set(changes)
+    return 200, {"quotas": cloud.quotas.quotas()}
 
 
 def _text(body: dict[str, Any], name: str, default: str = "") -> str:

@@ -8,9 +8,11 @@ import logging
 import random
 import signal
 import threading
+from dataclasses import fields
 from pathlib import Path
 from types import FrameType
 
+from csi_disk.cloud.quotas import parse_quotas
 from csi_disk_emulator.blockdev import loop_devices_available
 from csi_disk_emulator.cloud import Latency, Options
 from csi_disk_emulator.server import Emulator
@@ -30,6 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="multiplier for create/attach/detach latency (1.0 = seconds, 0.01 for tests)",
     )
+    parser.add_argument(
+        "--latency",
+        default="",
+        help="seconds each transition takes before --latency-scale, e.g. create=1,attach=2,"
+        "detach=1 (also snapshot, modify, modify_cooling)",
+    )
+    parser.add_argument(
+        "--api-quotas",
+        default="",
+        help="ECS API calls per minute per action, e.g. CreateDisk=300,*=500 (* the rest, "
+        "0 no quota); defaults are the driver's: *=500,DescribeInstanceTypes=400",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for ids and fault injection")
     parser.add_argument(
         "--credential-lifetime",
@@ -46,6 +60,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="WARNING")
 
 
+def parse_latency(text: str, scale: float) -> Latency:
+    """``create=1,attach=2`` over the default latencies; ValueError naming what is wrong."""
+    latency = Latency(scale=scale)
+    kinds = {f.name for f in fields(Latency)} - {"scale"}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = (s.strip() for s in item.partition("="))
+        if name not in kinds or not sep:
+            raise ValueError(f"latency {item[:40]!r}: expected one of {', '.join(sorted(kinds))}=S")
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"latency {name}={value[:20]!r}: expected seconds") from None
+        if not 0 <= seconds < 86400:
+            raise ValueError(f"latency {name}={value[:20]}: expected 0 to 86400 seconds")
+        setattr(latency, name, seconds)
+    return latency
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     host, _, port = args.listen.rpartition(":")
@@ -57,8 +91,14 @@ def run(args: argparse.Namespace) -> int:
             args.region, zones, args.instances_per_zone, random.Random(f"{args.seed}:topology")
         )
     devices = {"on": True, "off": False}.get(args.block_devices, loop_devices_available())
+    try:
+        latency = parse_latency(args.latency, args.latency_scale)
+        quotas = parse_quotas(args.api_quotas)
+    except ValueError as err:
+        raise SystemExit(f"csi-disk-emulator: {err}") from None
     options = Options(
-        latency=Latency(scale=args.latency_scale),
+        latency=latency,
+        api_quotas=quotas,
         seed=args.seed,
         credential_lifetime_s=args.credential_lifetime,
         block_devices=devices,

@@ -15,6 +15,7 @@ import sqlite3
 import string
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from csi_disk_emulator.blockdev import BlockDeviceError, BlockDevices
 from csi_disk_emulator.errors import EcsError
+from csi_disk_emulator.quotas import Quotas
 from csi_disk_emulator.topology import INSTANCE_TYPES, InstanceType, Topology
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ class Options:
     seed: int = 0
     credential_lifetime_s: float = 6 * 3600
     block_devices: bool = False
+    api_quotas: dict[str, int] = field(default_factory=dict)  # over the driver's defaults
 
 
 # Transitions that action modules add (snapshots completing, spec changes landing): each
@@ -93,6 +96,8 @@ class Cloud:
         # concurrent calls can both spend the last token.
         self._buckets: dict[str, _Bucket] = {}
         self._bucket_lock = threading.Lock()
+        self.quotas = Quotas(options.api_quotas)
+        self.metadata_calls: Counter[str] = Counter()
         self._thread = threading.Thread(target=self._run, name="transitions", daemon=True)
 
     # ----- lifecycle -------------------------------------------------------------------
@@ -425,6 +430,23 @@ class Cloud:
                 "ON CONFLICT(action) DO UPDATE SET count=count+1",
                 (action,),
             )
+
+    def count_metadata(self, path: str) -> None:
+        """One metadata service request (kept in memory: only tests and benchmarks ask)."""
+        with self._bucket_lock:
+            self.metadata_calls[path.strip("/")[:100]] += 1
+
+    def metadata_counts(self) -> dict[str, int]:
+        with self._bucket_lock:
+            return dict(self.metadata_calls)
+
+    def forget_counts(self) -> None:
+        """Forget the ECS calls served, throttled and the metadata requests counted."""
+        with self.store.tx() as db:
+            db.execute("DELETE FROM calls")
+        self.quotas.forget_throttled()
+        with self._bucket_lock:
+            self.metadata_calls.clear()
 
     def throttle(self, access_key_id: str) -> None:
         """A token bucket per access key, configured through the admin API."""

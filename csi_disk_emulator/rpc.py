@@ -114,6 +114,7 @@ def _dispatch(cloud: Cloud, request: Request) -> dict[str, Any]:
         raise EcsError("InvalidAction.NotFound")
     cloud.count_call(name)
     cloud.throttle(key_id)
+    cloud.quotas.admit(name)  # one account: every key and role credential counts together
     cloud.inject_fault(name)
     region = params.get("RegionId", cloud.topology.region)
     if region != cloud.topology.region:

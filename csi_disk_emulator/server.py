@@ -247,6 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
             _, _, rest = path.partition("/metadata/")
             instance_id, _, sub = rest.partition("/")
             headers = {k.lower(): v for k, v in self.headers.items()}
+            emulator.cloud.count_metadata(sub)
             status, ctype, text = metadata.handle(
                 emulator.cloud, self.command, instance_id, sub, headers
             )

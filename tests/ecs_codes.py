@@ -129,6 +129,9 @@ MEANING: dict[str, type[EcsError]] = {
     "OperationDenied.QuotaExceed": EcsResourceExhausted,
     # Codes ECS documents that the emulator does not answer; the driver knows them.
     "InvalidInstanceType.NotFound": EcsNotFound,
+    "DiskError": EcsFailedPrecondition,
+    "DiskId.StatusNotSupported": EcsFailedPrecondition,
+    "InvalidDisk.InUse": EcsFailedPrecondition,
     "Zone.NotOnSale": EcsNoStock,
     "DiskCreatingSnapshot": EcsAborted,
     "IdempotentProcessing": EcsAborted,
@@ -139,6 +142,9 @@ MEANING: dict[str, type[EcsError]] = {
 # HTTP status and message of the codes above that the emulator's catalogue lacks.
 NOT_EMULATED: dict[str, tuple[int, str]] = {
     "InvalidInstanceType.NotFound": (404, "The specified InstanceType does not exist."),
+    "DiskError": (403, "IncorrectDiskStatus."),
+    "DiskId.StatusNotSupported": (403, "The specified disk status is not supported."),
+    "InvalidDisk.InUse": (404, "The specified disk has been occupied."),
     "Zone.NotOnSale": (403, "The specified zone is not available for purchase."),
     "DiskCreatingSnapshot": (403, "The operation is denied because a snapshot is being created."),
     "IdempotentProcessing": (403, "The previous idempotent request is being processed."),

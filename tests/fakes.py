@@ -30,6 +30,7 @@ from pathlib import Path
 
 from csi_disk.cloud import port
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
+from csi_disk.cloud.quotas import in_background
 from csi_disk.errors import DeadlineExceeded, DriverError
 from csi_disk.host.filesystems import Probe, VolumeStats
 from csi_disk.host.mounts import Mount
@@ -84,6 +85,8 @@ class InMemoryCloud:
     stuck_attach: set[str] = field(default_factory=set)
     disk_quantity: dict[str, int] = field(default_factory=dict)  # instance type -> limit
     calls: Counter[str] = field(default_factory=Counter)
+    # The calls among ``calls`` made in the background: the shared waiter's polls.
+    polls: Counter[str] = field(default_factory=Counter)
     log: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -523,8 +526,14 @@ class InMemoryCloud:
 
     # --- internals -----------------------------------------------------------------------
 
+    def asked(self, method: str) -> int:
+        """Calls of ``method`` a handler made itself, not the waiter's polls."""
+        return self.calls[method] - self.polls[method]
+
     def _enter(self, method: str, *args: object) -> None:
         self.calls[method] += 1
+        if in_background():
+            self.polls[method] += 1
         self.log.append((method, args))
         faults = self._faults.get(method)
         if faults:

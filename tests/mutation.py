@@ -36,6 +36,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "tests/unit/cloud/test_cloud_error_answers.py",
     ),
     "csi_disk/attach.py": ("tests/unit/test_attach.py", "tests/unit/test_deadlines.py"),
+    "csi_disk/cloud/instances.py": (
+        "tests/unit/cloud/test_cloud_instances.py",
+        "tests/unit/test_attach.py",
+    ),
     # The lookups on real loop devices need root (as root they run; else they skip).
     "csi_disk/host/devices.py": (
         "tests/unit/host/test_host_devices_unit.py",

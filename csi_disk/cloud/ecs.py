@@ -1,9 +1,9 @@
 """The Cloud port implemented with Alibaba's ECS SDK (aliyun-python-sdk-core/-ecs).
 
-Every call goes through ``EcsCloud._call``: rate limit, signed request with the current
-credentials, our own retry policy (the SDK's is off: it would retry on top of ours and put a
-random ClientToken on creates), error mapping to domain errors, metrics. Nothing the SDK
-raises or logs leaves this module unscrubbed.
+Every call goes through ``EcsCloud._call``: the action's budget (``cloud.quotas``), a
+signed request with the current credentials, our own retry policy (the SDK's is off: it
+would retry on top of ours and put a random ClientToken on creates), error mapping to
+domain errors, metrics. Nothing the SDK raises or logs leaves this module unscrubbed.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ from csi_disk.cloud.errors import (
 )
 from csi_disk.cloud.metadata import MetadataClient
 from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
-from csi_disk.cloud.retry import RetryPolicy, TokenBucket, call_with_retry
+from csi_disk.cloud.quotas import ApiQuotas, in_background
+from csi_disk.cloud.retry import RetryPolicy, call_with_retry
 from csi_disk.config import Config
 from csi_disk.errors import DriverError, InvalidArgument
 
@@ -304,8 +305,7 @@ class EcsCloud:
         credentials: CredentialProvider,
         *,
         endpoint: str = "",
-        rate_limit: float = 20.0,
-        burst: int | None = None,
+        quotas: ApiQuotas | None = None,
         retry_policy: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 10.0,
@@ -317,7 +317,7 @@ class EcsCloud:
         self.region = region
         self._credentials = credentials
         self._host, self._protocol = parse_endpoint(endpoint)
-        self._limiter = TokenBucket(rate_limit, burst)
+        self.quotas = quotas or ApiQuotas()
         self._policy = retry_policy or RetryPolicy()
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -343,6 +343,7 @@ class EcsCloud:
         provider = credentials or resolve_provider(config, metadata=metadata)
         region = config.region or metadata.region_id()
         kwargs.setdefault("pool_size", max(10, config.workers))
+        kwargs.setdefault("quotas", ApiQuotas.from_text(config.api_quotas))
         return cls(region, provider, endpoint=config.ecs_endpoint, **kwargs)
 
     # --- plumbing -----------------------------------------------------------------------
@@ -397,9 +398,13 @@ class EcsCloud:
     def _send(self, action: str, build: Callable[[], AcsRequest]) -> dict[str, Any]:
         """One attempt: a fresh request (fresh nonce), signed with current credentials.
 
-        An expired-token answer invalidates exactly the credentials this attempt used.
+        An expired-token answer invalidates exactly the credentials this attempt used; a
+        Throttling answer slows down this action's budget, any other answer ends its probing.
         """
-        self._limiter.acquire()
+        budget = self.quotas.budget(action)
+        queued = time.monotonic()
+        sent_at = budget.acquire(background=in_background())
+        metrics.observe_budget_wait(action, sent_at - queued)
         request = build()
         if self._host:
             request.set_endpoint(self._host)
@@ -423,12 +428,16 @@ class EcsCloud:
             error = unreadable_answer(action, what)
         if error is not None:
             code = error.ecs_code or type(error).__name__
-            metrics.observe(
-                action, code, time.monotonic() - started, throttled=isinstance(error, EcsThrottled)
-            )
+            throttled = isinstance(error, EcsThrottled)
+            metrics.observe(action, code, time.monotonic() - started, throttled=throttled)
+            if throttled:
+                budget.throttled(sent_at)
+            elif error.http_status is not None:
+                budget.answered()
             if error.credentials_expired:
                 self._credentials.invalidate(creds)
             raise error
+        budget.answered()
         metrics.observe(action, code, time.monotonic() - started)
         try:
             data = json.loads(body)

@@ -144,6 +144,10 @@ _EXACT: dict[str, type[EcsError]] = {
     "InvalidDataDiskCategory.NotSupported": EcsUnsupportedHere,
     "InvalidDiskSize.NotSupported": EcsUnsupportedHere,
     "IncorrectInstanceStatus": EcsFailedPrecondition,
+    # AttachDisk's other answers for a disk that is not Available (ECS's AttachDisk page).
+    "DiskError": EcsFailedPrecondition,
+    "DiskId.StatusNotSupported": EcsFailedPrecondition,
+    "InvalidDisk.InUse": EcsFailedPrecondition,
     "ResourcesNotInSameZone": EcsFailedPrecondition,
     "DependencyViolation": EcsFailedPrecondition,
     "IdempotentParameterMismatch": EcsAlreadyExists,
@@ -323,3 +327,42 @@ def is_retryable(err: BaseException) -> bool:
 def is_unsupported_here(err: BaseException) -> bool:
     return isinstance(err, EcsError) and err.unsupported_here
 
+
+# --- what a refusal says about the state the caller assumed ------------------------------
+# Attach, detach and delete ask ECS first and describe only when it refuses; these say what
+# a refusal means, so handlers never match ECS codes themselves.
+
+
+def _code(err: BaseException) -> str:
+    return err.ecs_code if isinstance(err, EcsError) else ""
+
+
+# Besides IncorrectDiskStatus and its variants, what AttachDisk answers for a disk that is
+# not Available: "DiskError" (message "IncorrectDiskStatus."), DiskId.StatusNotSupported,
+# and InvalidDisk.InUse (the disk is attached already).
+_DISK_STATUS_REFUSALS = frozenset({"DiskError", "DiskId.StatusNotSupported", "InvalidDisk.InUse"})
+
+
+def refused_for_disk_status(err: BaseException) -> bool:
+    """The disk's status does not allow the call now: attached, creating or in transition."""
+    code = _code(err)
+    return code.startswith("IncorrectDiskStatus") or code in _DISK_STATUS_REFUSALS
+
+
+def says_not_attached(err: BaseException) -> bool:
+    """DetachDisk: the disk is not attached to that instance."""
+    return _code(err) == "DependencyViolation"
+
+
+def names_missing_instance(err: BaseException) -> bool:
+    return _code(err) == "InvalidInstanceId.NotFound"
+
+
+def says_instance_changed(err: BaseException) -> bool:
+    """The instance is not what an earlier look at it showed: gone, or in another status."""
+    code = _code(err)
+    return code == "InvalidInstanceId.NotFound" or code.startswith("IncorrectInstanceStatus")
+
+
+def says_other_zone(err: BaseException) -> bool:
+    return _code(err) == "ResourcesNotInSameZone"

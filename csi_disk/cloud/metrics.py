@@ -18,7 +18,7 @@ REQUESTS = Counter(
 DURATION = Histogram(
     "csi_disk_ecs_request_duration_seconds",
     "Time ECS took to answer one API call: the HTTP round trip, without the wait for the "
-    "client-side rate limiter or for a credential refresh.",
+    "action's client-side budget or for a credential refresh.",
     ["action"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
@@ -26,6 +26,14 @@ THROTTLES = Counter(
     "csi_disk_ecs_throttles_total",
     "ECS API calls answered with a Throttling code.",
     ["action"],
+)
+
+BUDGET_WAIT = Histogram(
+    "csi_disk_ecs_budget_wait_seconds",
+    "Time a call waited for its action's client-side budget (calls per minute, and the "
+    "back-off after Throttling) before it was sent.",
+    ["action"],
+    buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
 _LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,79}$")
@@ -42,3 +50,7 @@ def observe(action: str, code: str, seconds: float, *, throttled: bool = False) 
     DURATION.labels(action=action).observe(seconds)
     if throttled:
         THROTTLES.labels(action=action).inc()
+
+
+def observe_budget_wait(action: str, seconds: float) -> None:
+    BUDGET_WAIT.labels(action=_safe(action)).observe(max(0.0, seconds))

@@ -1,21 +1,19 @@
-"""When and how fast to repeat an ECS call, and how fast to call ECS at all.
+"""When and how fast to repeat an ECS call.
 
 Repeating a call is safe only when ECS cannot act on it twice: reads, creates carrying a
-ClientToken, or any call whose error proves ECS never acted on it (throttled). The token
-bucket keeps the driver under ECS's per-account API rate so a burst of volumes does not
-turn into a storm of Throttling answers.
+ClientToken, or any call whose error proves ECS never acted on it (throttled). How fast to
+call ECS at all is ``csi_disk.cloud.quotas``'s business.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from csi_disk.cloud.errors import EcsError
+from csi_disk.cloud.errors import EcsError, EcsThrottled
 
 T = TypeVar("T")
 
@@ -56,17 +54,24 @@ def call_with_retry(
     rng: random.Random | None = None,
     on_retry: Callable[[EcsError, int, float], None] | None = None,
 ) -> T:
-    """Run ``fn``, repeating it on retryable errors within ``policy``'s bounds."""
+    """Run ``fn``, repeating it on retryable errors within ``policy``'s bounds.
+
+    A throttled attempt does not count against ``max_attempts``, only against the total
+    time: ECS did nothing with it, and the action's budget already spaces the next one.
+    """
     deadline = clock() + policy.total_timeout
     retry = 0
+    failed = 0
     while True:
         try:
             return fn()
         except EcsError as err:
             if not should_retry(err, idempotent=idempotent):
                 raise
-            if retry + 1 >= policy.max_attempts:
-                raise
+            if not isinstance(err, EcsThrottled):
+                failed += 1
+                if failed >= policy.max_attempts:
+                    raise
             delay = policy.backoff(retry, rng)
             if clock() + delay > deadline:
                 raise
@@ -74,41 +79,3 @@ def call_with_retry(
                 on_retry(err, retry, delay)
             sleep(delay)
             retry += 1
-
-
-class TokenBucket:
-    """Client-side rate limit: ``rate`` calls per second with bursts up to ``burst``.
-
-    Callers reserve a token under the lock and sleep outside it, so waiting callers queue in
-    arrival order without holding the lock.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.burst = float(burst if burst is not None else max(1, int(rate)))
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = self.burst
-        self._stamp = clock()
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping until it is available; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from csi_disk.cloud.port import Cloud, Disk
+from csi_disk.cloud.quotas import background
 from csi_disk.errors import DeadlineExceeded, DriverError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,8 @@ class DiskWaiter:
     ) -> None:
         """Describe ``chunk``; on a rejected id, split it to find the id and fail only that."""
         try:
-            disks = self._cloud.describe_disks(chunk)
+            with background():  # calls a user waits for go first
+                disks = self._cloud.describe_disks(chunk)
         except DriverError as err:
             if err.code == "PERMISSION_DENIED":
                 log.warning("polling %d disks refused; failing their waits: %s", len(chunk), err)

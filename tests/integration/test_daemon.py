@@ -214,10 +214,13 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
             d.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
         with pytest.raises(grpc.RpcError):
             d.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=5)
+        with pytest.raises(grpc.RpcError):  # not a cheap call: timed, and counted in flight
+            d.node.NodeUnstageVolume(csi_pb2.NodeUnstageVolumeRequest(), timeout=5)
         url = f"http://127.0.0.1:{port}/metrics"
         body = urllib.request.urlopen(url, timeout=10).read().decode()
     assert 'csi_disk_grpc_requests_total{code="OK",method="GetPluginInfo"} 3.0' in body
     assert 'csi_disk_grpc_requests_total{code="UNAVAILABLE",method="NodeGetInfo"} 1.0' in body
+    assert 'duration_seconds_count{code="UNAVAILABLE",method="NodeUnstageVolume"} 1.0' in body
     assert "csi_disk_grpc_request_duration_seconds_bucket" in body
     assert "csi_disk_grpc_requests_in_flight" in body
     assert "process_resident_memory_bytes" in body

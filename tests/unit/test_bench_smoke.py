@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bench.common import Report, percentile, ratio
+from bench.lifecycle import ACTIONS, PHASES
 from bench.run import BENCHMARKS
 
 pytestmark = pytest.mark.timeout(180)
@@ -91,9 +92,26 @@ def test_create_volume_rows_cover_sequential_first(quick_run: tuple[dict[str, An
 
 def test_interceptor_rows_measure_both_servers(quick_run: tuple[dict[str, Any], str]) -> None:
     rows = _rows(quick_run[0], "interceptor")
-    assert {r["method"] for r in rows} == {"GetPluginInfo", "Probe"}
+    assert {r["method"] for r in rows} == {"GetPluginInfo", "Probe", "NodeGetInfo"}
     for row in rows:
         assert row["bare calls/s"] > 0 and row["daemon calls/s"] > 0
+        if row["callers"] == 1:
+            assert row["bare p50 us"] > 0 and row["daemon p50 us"] > 0
+
+
+def test_lifecycle_rows_count_each_phase_at_its_one_mutation(
+    quick_run: tuple[dict[str, Any], str],
+) -> None:
+    rows = _rows(quick_run[0], "lifecycle")
+    assert [r["phase"] for r in rows] == [*PHASES, "lifecycle"]
+    for row in rows[:-1]:
+        # The emulator counted the phase's mutation once per volume, whatever else it took.
+        assert f"{ACTIONS[row['phase']]}=1.00" in row["by action /vol"], row
+        assert row["ECS calls/vol"] >= 1 and row["retries"] == 0
+        assert 0 < row["p50 s"] <= row["p99 s"] and row["ideal s"] > 0
+    total = rows[-1]
+    assert total["ECS calls/vol"] == pytest.approx(sum(r["ECS calls/vol"] for r in rows[:-1]))
+    assert total["peak RSS MiB"] > 1
 
 
 def test_memory_rows_read_a_live_rss(quick_run: tuple[dict[str, Any], str]) -> None:

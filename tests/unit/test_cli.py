@@ -22,6 +22,7 @@ def test_flag_wins_over_environment_which_wins_over_default() -> None:
     chosen = config(["--attach-mode", "node"], {"CSI_DISK_ATTACH_MODE": "controller"})
     assert chosen.attach_mode == "node"
     assert config([], {"CSI_DISK_KUBELET_DIR": "/k"}).kubelet_dir == Path("/k")
+    assert config(["--api-quotas", "AttachDisk=60"]).api_quotas == "AttachDisk=60"
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,8 @@ def test_flag_wins_over_environment_which_wins_over_default() -> None:
         ([], {"CSI_DISK_MODE": "everything"}, "choose from"),
         ([], {"CSI_DISK_DETACH_BEFORE_DELETE": "maybe"}, "CSI_DISK_DETACH_BEFORE_DELETE"),
         (["--operation-timeout", "0"], {}, "operation-timeout must be positive"),
+        (["--api-quotas", "CreateDisk=fast"], {}, "api-quotas CreateDisk='fast'"),
+        ([], {"CSI_DISK_API_QUOTAS": "delete disk=5"}, "is not an ECS action name"),
     ],
 )
 def test_bad_settings_exit_with_a_message(

@@ -533,7 +533,10 @@ def test_delete_removes_disk(ctl: ControllerService, cloud: InMemoryCloud) -> No
     disk = cloud.add_disk()
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=disk.id))
     assert disk.id not in cloud.disks
+    # A disk nothing holds costs one DeleteDisk and nothing else.
+    assert dict(cloud.calls) == {"delete_disk": 1}
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=disk.id))
+    assert dict(cloud.calls) == {"delete_disk": 2}  # gone: ECS says so, and that is OK
 
 
 def test_delete_waits_out_creating(ctl: ControllerService, cloud: InMemoryCloud) -> None:
@@ -544,6 +547,8 @@ def test_delete_waits_out_creating(ctl: ControllerService, cloud: InMemoryCloud)
     assert cloud.disk(disk_id).status == port.CREATING
     ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=disk_id))
     assert disk_id not in cloud.disks
+    # Refused while Creating: one look, the shared waiter's polls, and DeleteDisk again.
+    assert cloud.calls["delete_disk"] == 2 and cloud.asked("describe_disks") == 1
 
 
 def test_delete_refuses_disk_on_running_instance(
@@ -553,6 +558,7 @@ def test_delete_refuses_disk_on_running_instance(
     with pytest.raises(FailedPrecondition, match="i-h1"):
         ctl.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=disk.id))
     assert disk.id in cloud.disks
+    assert cloud.calls["detach_disk"] == 0
 
 
 def test_delete_detaches_from_stopped_instance(
@@ -631,8 +637,13 @@ def test_publish_attaches_and_returns_serial(ctl: ControllerService, cloud: InMe
     assert dict(resp.publish_context) == {SERIAL_KEY: serial, "serialNumber": serial}
     assert cloud.disk(disk.id).attachments == ("i-h1",)
     assert cloud.disk(disk.id).status == port.IN_USE
-    publish(ctl, disk.id, "i-h1")
+    # The attach costs one AttachDisk; only the shared waiter looked at the disk.
     assert cloud.calls["attach_disk"] == 1
+    assert cloud.asked("describe_disks") == 0 and cloud.calls["describe_instance"] == 0
+    publish(ctl, disk.id, "i-h1")
+    # Published again: ECS refuses the AttachDisk, one look finds it attached here.
+    assert cloud.calls["attach_disk"] == 2 and cloud.asked("describe_disks") == 1
+    assert cloud.disk(disk.id).attachments == ("i-h1",)
 
 
 def test_publish_bad_input(ctl: ControllerService, cloud: InMemoryCloud) -> None:

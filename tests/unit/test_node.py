@@ -12,15 +12,17 @@ import pytest
 from csi_disk import parameters, topology
 from csi_disk.attach import Attacher
 from csi_disk.cloud import port
+from csi_disk.cloud.quotas import in_background
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2
 from csi_disk.errors import DriverError
 from csi_disk.host.filesystems import Probe
 from csi_disk.host.run import CommandFailed
-from csi_disk.node import UNPUBLISHED_DEVICE_GRACE, NodeService
+from csi_disk.node import UNPUBLISHED_DEVICE_GRACE, NodeService, max_volumes
 from csi_disk.tokens import VOLUME_NAME_TAG
 from tests.fakes import HERE, FakeHost, InMemoryCloud
+from tests.waiting import wait_until
 
 ZONE = "cn-hangzhou-h"
 Cap = csi_pb2.VolumeCapability
@@ -163,6 +165,49 @@ def test_node_info_overrides_from_config(
     assert (info.node_id, info.max_volumes_per_node) == ("i-named", 7)
     assert cloud.calls["instance_disk_quantity"] == 0
     assert cloud.calls["find_disks"] == 0
+
+
+def test_node_info_is_looked_at_again_in_the_background(
+    cloud: InMemoryCloud, waiter: DiskWaiter, kubelet: Path
+) -> None:
+    cloud.disk_quantity["ecs.g7.large"] = 16
+    service = NodeService.from_metadata(Config(kubelet_dir=kubelet), FakeMetadata(), cloud, waiter)
+    try:
+        assert service.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), None).max_volumes_per_node == 16
+        cloud.add_disk(status=port.IN_USE, attachments=(HERE,))  # attached by someone else
+        looks: list[bool] = []
+
+        def look() -> int:
+            looks.append(in_background())  # after the calls CSI requests wait for
+            return max_volumes(Config(), cloud, HERE, "ecs.g7.large")
+
+        service.refresh_in_background(look, every=0.01)
+        wait_until(
+            lambda: service.NodeGetInfo(None, None).max_volumes_per_node == 15,
+            "the limit counts the new disk",
+        )
+        assert looks and all(looks)
+    finally:
+        service.close()
+
+
+def test_a_failed_look_keeps_the_last_node_info(
+    cloud: InMemoryCloud, waiter: DiskWaiter, kubelet: Path
+) -> None:
+    config = Config(kubelet_dir=kubelet, node_id="i-named", max_volumes_per_node=7)
+    service = NodeService.from_metadata(config, FakeMetadata(), cloud, waiter)
+    tried = threading.Event()
+
+    def look() -> int:
+        tried.set()
+        raise DriverError("ECS is away")
+
+    try:
+        service.refresh_in_background(look, every=0.01)
+        assert tried.wait(5)
+        assert service.NodeGetInfo(None, None).max_volumes_per_node == 7
+    finally:
+        service.close()
 
 
 def test_capabilities_are_exactly_the_supported_ones(node: NodeService) -> None:
@@ -677,7 +722,7 @@ def test_unstage_unmounts_removes_and_detaches_repeatably(
     assert host.mounts == []
     assert not staging.exists()
     assert cloud.disk(disk.id).attachments == ()
-    assert cloud.calls["detach_disk"] == 1
+    assert cloud.calls["detach_disk"] == 2  # the second refused: not attached any more
 
 
 def test_unstage_of_attached_but_unmounted_disk_just_detaches(
@@ -721,7 +766,8 @@ def test_unstage_of_a_deleted_disk_is_ok(
     node.NodeUnstageVolume(unstage_req(disk.id, staging), None)
     assert not staging.exists()
     assert host.find_mount(staging) is None
-    assert cloud.calls["detach_disk"] == 0  # nothing left to detach, nothing else touched
+    # DetachDisk answers that the disk is gone; nothing else is asked or touched.
+    assert cloud.calls["detach_disk"] == 1 and cloud.asked("describe_disks") == 0
     node.NodeUnstageVolume(unstage_req(disk.id, staging), None)  # and again: still OK
 
 

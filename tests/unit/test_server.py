@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from csi_disk import errors
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
-from csi_disk.server import Server, parse_endpoint, redacted_copy
+from csi_disk.server import CALLS, LATENCY, CallInterceptor, Server, parse_endpoint, redacted_copy
 
 
 @pytest.mark.parametrize(
@@ -182,3 +183,77 @@ def test_a_huge_user_value_is_refused_with_its_own_code_and_logged_cut(
     assert any("pvc-huge" in line for line in lines)  # the request was logged...
     assert all(len(line) < 2000 for line in lines)  # ...with the key cut short
     assert cloud.calls["create_disk"] == 0
+
+# --- the cheap path -------------------------------------------------------------------------
+
+
+class QuickIdentity(csi_pb2_grpc.IdentityServicer):
+    def GetPluginInfo(self, request, context):  # type: ignore[override]
+        return csi_pb2.GetPluginInfoResponse(name="quick", vendor_version="1")
+
+
+@pytest.fixture
+def quick_stub(tmp_path: Path):
+    server = Server(f"unix://{tmp_path}/q.sock", workers=2)
+    csi_pb2_grpc.add_IdentityServicer_to_server(QuickIdentity(), server.grpc_server)
+    server.start()
+    channel = grpc.insecure_channel(f"unix://{tmp_path}/q.sock")
+    yield csi_pb2_grpc.IdentityStub(channel)
+    channel.close()
+    server.stop(0)
+
+
+def _sample(metric, name: str, **labels: str) -> float:
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_a_cheap_call_is_counted_without_a_latency_sample(quick_stub, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="csi_disk.server")
+    ok = {"method": "GetPluginInfo", "code": "OK"}
+    calls = _sample(CALLS, "csi_disk_grpc_requests_total", **ok)
+    timed = _sample(LATENCY, "csi_disk_grpc_request_duration_seconds_count", **ok)
+    for _ in range(3):
+        assert quick_stub.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), timeout=5).name == "quick"
+    assert _sample(CALLS, "csi_disk_grpc_requests_total", **ok) == calls + 3
+    assert _sample(LATENCY, "csi_disk_grpc_request_duration_seconds_count", **ok) == timed
+    assert not [r for r in caplog.records if "GetPluginInfo" in r.getMessage()]
+
+
+def test_a_cheap_call_is_logged_in_full_at_debug_level(quick_stub, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="csi_disk.server")
+    quick_stub.GetPluginInfo(csi_pb2.GetPluginInfoRequest(), timeout=5)
+    lines = [r for r in caplog.records if "GetPluginInfo" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.DEBUG, logging.DEBUG]
+    assert "request" in lines[0].getMessage() and '"quick"' in lines[1].getMessage()
+    assert lines[0].request_id == lines[1].request_id  # type: ignore[attr-defined]
+
+
+def test_a_failed_cheap_call_is_counted_by_its_code(slow_server) -> None:
+    _, _, stub = slow_server
+    failed = {"method": "Probe", "code": "FAILED_PRECONDITION"}
+    before = _sample(CALLS, "csi_disk_grpc_requests_total", **failed)
+    with pytest.raises(grpc.RpcError):
+        stub.Probe(csi_pb2.ProbeRequest(), timeout=5)
+    assert _sample(CALLS, "csi_disk_grpc_requests_total", **failed) == before + 1
+
+
+def test_each_method_is_wrapped_once() -> None:
+    interceptor = CallInterceptor()
+    looked_up: list[str] = []
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+
+    def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        looked_up.append(details.method)
+        return handler
+
+    class Details(grpc.HandlerCallDetails):
+        method = "/csi.v1.Identity/Probe"
+        invocation_metadata = ()
+
+    first = interceptor.intercept_service(continuation, Details())
+    assert interceptor.intercept_service(continuation, Details()) is first
+    assert first is not handler and looked_up == ["/csi.v1.Identity/Probe"]

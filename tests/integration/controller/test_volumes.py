@@ -74,6 +74,35 @@ def pair_in_one_zone(info: EmulatorInfo) -> tuple[EmulatorInstance, EmulatorInst
     return first, second
 
 
+# --- what each step costs ------------------------------------------------------------------
+
+
+def calls_since_reset(info: EmulatorInfo) -> dict[str, int]:
+    """ECS calls since the last reset, then a reset; the shared waiter's DescribeDisks polls
+    are left out (they are shared by every call waiting at the time)."""
+    calls = info.calls()
+    info.admin("POST", "/calls/reset")
+    polls = calls.pop("DescribeDisks", 0)
+    assert polls <= 3, f"{polls} DescribeDisks for one wait"
+    return calls
+
+
+def test_each_step_of_a_volume_costs_its_one_ecs_call(daemon: Daemon, fast: EmulatorInfo) -> None:
+    """Create, attach, detach and delete each cost their one ECS mutation: no DescribeDisks
+    before acting, no DescribeInstances; waits share the waiter's polls."""
+    node, _ = pair_in_one_zone(fast)
+    fast.admin("POST", "/calls/reset")
+    volume_id = make_volume(daemon, "economy", node.zone)
+    assert calls_since_reset(fast) == {"CreateDisk": 1}
+    publish(daemon, volume_id, node.id)
+    assert calls_since_reset(fast) == {"AttachDisk": 1}
+    unpublish(daemon, volume_id, node.id)
+    assert calls_since_reset(fast) == {"DetachDisk": 1}
+    delete(daemon, volume_id)
+    assert fast.calls() == {"DeleteDisk": 1}  # nothing waited for: not even a poll
+    assert disk_row(fast, volume_id) is None
+
+
 # --- DeleteVolume ---------------------------------------------------------------------------
 
 

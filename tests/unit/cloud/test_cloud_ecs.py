@@ -15,6 +15,7 @@ from csi_disk.cloud.credentials import Credentials, RamRoleProvider, StaticProvi
 from csi_disk.cloud.ecs import EcsCloud, _describe_http_error, disk_from_item, parse_endpoint
 from csi_disk.cloud.errors import EcsError, PermissionDenied
 from csi_disk.cloud.port import DiskRequest
+from csi_disk.cloud.quotas import ApiQuotas
 from csi_disk.cloud.retry import RetryPolicy
 from csi_disk.config import Config
 from csi_disk.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
@@ -58,12 +59,12 @@ class RotatingProvider:
 
 def make_cloud(url: str, provider: Any = None, **kwargs: Any) -> tuple[EcsCloud, list[float]]:
     sleeps: list[float] = []
+    kwargs.setdefault("retry_policy", RetryPolicy(max_attempts=4))
     cloud = EcsCloud(
         "cn-hangzhou",
         provider or StaticProvider(Credentials(KEY_ID, SECRET, TOKEN)),
         endpoint=url,
-        rate_limit=1000,
-        retry_policy=RetryPolicy(max_attempts=4),
+        quotas=ApiQuotas(first_gap=0.001),
         sleep=sleeps.append,
         **kwargs,
     )
@@ -161,6 +162,30 @@ def test_create_disk_sends_our_token_and_retries_throttling(ecs_server) -> None:
         assert params["SecurityToken"] == TOKEN
     before = REGISTRY.get_sample_value("csi_disk_ecs_throttles_total", {"action": "CreateDisk"})
     assert before is not None and before >= 1
+
+
+def test_throttling_slows_that_action_alone_until_a_call_goes_through(ecs_server) -> None:
+    throttle = {"on": True}
+
+    def handler(action: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if action == "CreateDisk" and throttle["on"]:
+            return 400, {"Code": "Throttling", "Message": "denied", "RequestId": "r"}
+        if action == "CreateDisk":
+            return ok(DiskId="d-new")
+        return ok(Disks={"Disk": []})
+
+    server = ecs_server(handler)
+    cloud, _ = make_cloud(server.url, retry_policy=RetryPolicy(total_timeout=0))
+    request = DiskRequest("cn-hangzhou-k", "cloud_essd", 20, client_token="n:pvc-1")
+    with pytest.raises(Unavailable, match="Throttling"):
+        cloud.create_disk(request)
+    paced = cloud.quotas.budget("CreateDisk").gap
+    assert paced > 0
+    assert cloud.describe_disks(["d-1"]) == []  # another action goes on as before
+    assert not cloud.quotas.budget("DescribeDisks").gap
+    throttle["on"] = False
+    assert cloud.create_disk(request) == "d-new"
+    assert cloud.quotas.budget("CreateDisk").gap < paced
 
 
 def test_create_disk_needs_a_client_token(ecs_server) -> None:

@@ -173,3 +173,42 @@ def test_an_unknown_code_means_what_its_http_status_says(status: int | None, cod
     # A body the SDK could not read is no ECS refusal: never the caller's argument.
     unread = from_ecs_code("SDK.UnknownServerError", "ServerResponseBody: <html>", http_status=400)
     assert unread.code == "FAILED_PRECONDITION" and "<html>" not in unread.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("IncorrectDiskStatus", True),
+        ("IncorrectDiskStatus.Initializing", True),
+        ("DiskError", True),
+        ("DiskId.StatusNotSupported", True),
+        ("InvalidDisk.InUse", True),
+        ("InvalidOperation.Conflict", False),
+        ("DependencyViolation", False),
+        ("InvalidDiskId.NotFound", False),
+    ],
+)
+def test_refusals_for_the_disk_s_status_are_told_apart(code: str, status: bool) -> None:
+    err = from_ecs_code(code, "", action="AttachDisk")
+    assert errors.refused_for_disk_status(err) is status
+    assert errors.says_not_attached(err) is (code == "DependencyViolation")
+    assert not errors.refused_for_disk_status(RuntimeError(code))  # only ECS answers count
+
+
+@pytest.mark.parametrize(
+    ("code", "missing", "changed", "other_zone"),
+    [
+        ("InvalidInstanceId.NotFound", True, True, False),
+        ("IncorrectInstanceStatus", False, True, False),
+        ("ResourcesNotInSameZone", False, False, True),
+        ("InvalidDiskId.NotFound", False, False, False),
+        ("IncorrectDiskStatus", False, False, False),
+    ],
+)
+def test_refusals_about_the_instance_are_told_apart(
+    code: str, missing: bool, changed: bool, other_zone: bool
+) -> None:
+    err = from_ecs_code(code, "", action="AttachDisk")
+    assert errors.names_missing_instance(err) is missing
+    assert errors.says_instance_changed(err) is changed
+    assert errors.says_other_zone(err) is other_zone

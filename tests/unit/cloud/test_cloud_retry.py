@@ -1,4 +1,4 @@
-"""Retry policy, backoff bounds and the client-side rate limit."""
+"""Retry policy and backoff bounds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from csi_disk.cloud.errors import EcsError, from_ecs_code
-from csi_disk.cloud.retry import RetryPolicy, TokenBucket, call_with_retry, should_retry
+from csi_disk.cloud.retry import RetryPolicy, call_with_retry, should_retry
 
 
 class FakeTime:
@@ -95,7 +95,7 @@ def test_non_idempotent_call_is_retried_when_ecs_throttled_it() -> None:
 
 def test_attempts_are_bounded() -> None:
     t = FakeTime()
-    fn, calls = failing(["Throttling"] * 20)
+    fn, calls = failing(["InternalError"] * 20)
     with pytest.raises(EcsError):
         call_with_retry(
             fn,
@@ -105,6 +105,20 @@ def test_attempts_are_bounded() -> None:
             clock=t.clock,
         )
     assert calls["n"] == 4
+
+
+def test_throttled_attempts_count_only_against_the_total_time() -> None:
+    """ECS did nothing with a throttled call: it is tried again until the time is up, not
+    until the attempts are."""
+    t = FakeTime()
+    fn, calls = failing(["Throttling"] * 6 + ["InternalError"] * 2)
+    policy = RetryPolicy(max_attempts=3, base_delay=0.1, max_delay=0.5, total_timeout=60.0)
+    assert call_with_retry(fn, idempotent=True, policy=policy, sleep=t.sleep, clock=t.clock) == "ok"
+    assert calls["n"] == 9
+    fn, calls = failing(["InternalError"] * 3)
+    with pytest.raises(EcsError):
+        call_with_retry(fn, idempotent=True, policy=policy, sleep=t.sleep, clock=t.clock)
+    assert calls["n"] == 3
 
 
 def test_total_time_is_bounded() -> None:
@@ -123,31 +137,3 @@ def test_other_exceptions_pass_through_untouched() -> None:
 
     with pytest.raises(KeyError):
         call_with_retry(fn, idempotent=True, policy=RetryPolicy(), sleep=lambda s: None)
-
-
-def test_token_bucket_allows_a_burst_then_paces() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(10.0, burst=5, clock=t.clock, sleep=t.sleep)
-    for _ in range(5):
-        assert bucket.acquire() == 0.0
-    start = t.now
-    for _ in range(20):
-        bucket.acquire()
-    # 20 calls past the burst at 10/s need about 2 s of (fake) waiting, never less.
-    assert t.now - start == pytest.approx(2.0)
-
-
-def test_token_bucket_refills_while_idle() -> None:
-    t = FakeTime()
-    bucket = TokenBucket(4.0, burst=2, clock=t.clock, sleep=t.sleep)
-    bucket.acquire()
-    bucket.acquire()
-    t.now += 10.0  # idle long enough to refill, but only up to the burst
-    assert bucket.acquire() == 0.0
-    assert bucket.acquire() == 0.0
-    assert bucket.acquire() > 0.0
-
-
-def test_token_bucket_rejects_a_zero_rate() -> None:
-    with pytest.raises(ValueError):
-        TokenBucket(0)

@@ -9,6 +9,7 @@ import pytest
 
 from csi_disk.cloud.errors import PermissionDenied
 from csi_disk.cloud.port import AVAILABLE, IN_USE, Disk
+from csi_disk.cloud.quotas import in_background
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from tests.ecs_codes import ecs_error
@@ -261,3 +262,19 @@ def test_close_does_not_hang_on_a_stuck_poll() -> None:
     release.set()
     poller.join(10)
     assert not poller.is_alive()
+
+
+def test_polls_go_after_calls_a_user_waits_for(make_waiter) -> None:
+    """The waiter's DescribeDisks polls are background calls: the action's budget lets any
+    call a user waits for go first."""
+    seen: list[bool] = []
+
+    class Recording(CountingCloud):
+        def describe_disks(self, disk_ids: Sequence[str]) -> list[Disk]:
+            seen.append(in_background())
+            return super().describe_disks(disk_ids)
+
+    waiter = make_waiter(Recording(["d-1"], after=2), interval=0.02)
+    waiter.wait("d-1", attached, timeout=10)
+    assert seen and all(seen)
+    assert not in_background()

@@ -24,6 +24,7 @@ from aliyunsdkcore.client import AcsClient
 
 from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
+from csi_disk.cloud.quotas import ApiQuotas
 from csi_disk.cloud.retry import RetryPolicy
 from csi_disk.cloud.waiter import DiskWaiter
 from csi_disk.config import Config
@@ -46,8 +47,8 @@ class Rig:
             "cn-hangzhou",
             StaticProvider(Credentials("LTAI5tKeyIdent", SECRET)),
             endpoint=url,
-            rate_limit=1000,
-            retry_policy=RetryPolicy(max_attempts=1),
+            quotas=ApiQuotas(first_gap=0.001),
+            retry_policy=RetryPolicy(max_attempts=1, total_timeout=1.0),
             connect_timeout=1.0,
             read_timeout=0.5,
             sleep=lambda _: None,
