@@ -101,6 +101,12 @@ MEANING: dict[str, type[EcsError]] = {
     "InvalidOperation.MultiAttachDisk": EcsInternal,
     "InvalidOperation.MultiAttachDisabled": EcsInternal,
     "InvalidInstanceType.NotSupportDiskCategory": EcsInternal,
+    # AttachDisk's Force and DescribeAvailableResource's InstanceType: the driver sends neither
+    # wrong.
+    "InvalidParameterForce.DiskCategoryNotSupported": EcsInvalidArgument,
+    "InvalidParameterForce.MultiAttachDiskNotSupported": EcsInvalidArgument,
+    "InvalidInstance.ZoneConflict": EcsInternal,
+    "InvalidInstanceType.ValueNotSupported": EcsInternal,
     "SnapshotCreatedDisk": EcsInternal,
     # The tag, task and event APIs: the driver does not call them.
     "MissingParameter.ResourceType": EcsInternal,
