@@ -65,6 +65,7 @@ MEANING: dict[str, type[EcsError]] = {
     "IncorrectDiskStatus.Initializing": EcsFailedPrecondition,
     "IncorrectInstanceStatus": EcsFailedPrecondition,
     "ResourcesNotInSameZone": EcsFailedPrecondition,
+    "InvalidInstanceType.NotSupportDiskCategory": EcsFailedPrecondition,
     "DependencyViolation": EcsFailedPrecondition,
     "IdempotentParameterMismatch": EcsAlreadyExists,
     # Something is settling on the resource: retry later.
@@ -100,7 +101,6 @@ MEANING: dict[str, type[EcsError]] = {
     "OperationDenied": EcsInternal,
     "InvalidOperation.MultiAttachDisk": EcsInternal,
     "InvalidOperation.MultiAttachDisabled": EcsInternal,
-    "InvalidInstanceType.NotSupportDiskCategory": EcsInternal,
     # AttachDisk's Force and DescribeAvailableResource's InstanceType: the driver sends neither
     # wrong.
     "InvalidParameterForce.DiskCategoryNotSupported": EcsInvalidArgument,

@@ -145,6 +145,8 @@ _EXACT: dict[str, type[EcsError]] = {
     "InvalidDiskSize.NotSupported": EcsUnsupportedHere,
     "IncorrectInstanceStatus": EcsFailedPrecondition,
     "ResourcesNotInSameZone": EcsFailedPrecondition,
+    # The instance's family cannot attach the disk's category: no retry changes that.
+    "InvalidInstanceType.NotSupportDiskCategory": EcsFailedPrecondition,
     "DependencyViolation": EcsFailedPrecondition,
     "IdempotentParameterMismatch": EcsAlreadyExists,
     "InvalidOperation.Conflict": EcsAborted,

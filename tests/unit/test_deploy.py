@@ -837,6 +837,9 @@ def test_ram_policies_follow_the_attach_mode(mode: str) -> None:
     assert "ecs:DeleteDisk" not in _actions(policies["node"])
     if mode == "controller":
         assert all(a.startswith("ecs:Describe") for a in _actions(policies["node"]))
+    # The node learns what its instance type attaches, the controller what each zone sells.
+    for policy in policies.values():
+        assert "ecs:DescribeAvailableResource" in _actions(policy)
     for policy in policies.values():
         assert policy["Version"] == "1"
         for stmt in policy["Statement"]:
