@@ -84,6 +84,10 @@ SERVE_FLAGS = [
         "attach a disk still held by a Running instance (loses that instance's unflushed writes)",
         _bool,
     ),
+    Flag(
+        "disk-categories",
+        "disk categories this node attaches, comma separated, or none; empty asks ECS",
+    ),
 ]
 
 

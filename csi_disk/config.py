@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_disk import DRIVER_NAME
+from csi_disk.topology import parse_disk_categories
 
 MODES = ("all", "controller", "node")
 ATTACH_MODES = ("node", "controller")
@@ -37,6 +38,7 @@ class Config:
     operation_timeout: float = 300.0  # bound on one call's waits, below its caller's deadline
     detach_before_delete: bool = False
     allow_takeover: bool = False  # attach a disk still held by a Running instance
+    disk_categories: str = ""  # empty: ask ECS which categories this node attaches
 
     @property
     def serves_controller(self) -> bool:
@@ -55,6 +57,7 @@ def check(config: Config) -> None:
         raise ValueError(f"drain-timeout must not be negative, not {config.drain_timeout}")
     if config.operation_timeout <= 0:
         raise ValueError(f"operation-timeout must be positive, not {config.operation_timeout}")
+    parse_disk_categories(config.disk_categories)
     if config.max_volumes_per_node < 0:
         raise ValueError("max-volumes-per-node must not be negative")
     for name, path in (("kubelet-dir", config.kubelet_dir), ("device-root", config.device_root)):

@@ -37,6 +37,7 @@ def test_flag_wins_over_environment_which_wins_over_default() -> None:
         ([], {"CSI_DISK_MODE": "everything"}, "choose from"),
         ([], {"CSI_DISK_DETACH_BEFORE_DELETE": "maybe"}, "CSI_DISK_DETACH_BEFORE_DELETE"),
         (["--operation-timeout", "0"], {}, "operation-timeout must be positive"),
+        (["--disk-categories", "cloud-essd"], {}, "not a disk category name"),
     ],
 )
 def test_bad_settings_exit_with_a_message(
