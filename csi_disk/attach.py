@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from csi_disk import categories
 from csi_disk.cloud.port import ATTACHING, DETACHING, IN_USE, RUNNING, Cloud, Disk
 from csi_disk.config import Config
 from csi_disk.deadlines import Deadline
@@ -75,7 +76,7 @@ class Attacher:
         instance = self._cloud.describe_instance(instance_id)
         if instance is None:
             raise NotFound(f"node {instance_id} is not an ECS instance in this region")
-        if disk.zone != instance.zone:
+        if disk.zone != instance.zone and not categories.is_regional(disk.category):
             raise FailedPrecondition(
                 f"disk {disk_id} is in zone {disk.zone} but instance {instance_id} is in "
                 f"{instance.zone}: a disk attaches only within its zone"

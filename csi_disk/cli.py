@@ -88,6 +88,11 @@ SERVE_FLAGS = [
         "disk-categories",
         "disk categories this node attaches, comma separated, or none; empty asks ECS",
     ),
+    Flag(
+        "stock-refresh-interval",
+        "seconds a read of what each zone has in stock serves GetCapacity and CreateVolume",
+        float,
+    ),
 ]
 
 
