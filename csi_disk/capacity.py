@@ -40,6 +40,7 @@ RPC = csi_pb2.ControllerServiceCapability.RPC
 # more than any claim, and the scheduler compares claims with maximum_volume_size.
 IN_STOCK_CAPACITY = 1 << 50
 RETRY_AFTER_FAILURE = 10.0  # seconds before a failed stock read is tried again
+RESERVED_PREFIX = "csi.storage.k8s.io/"
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,11 @@ class Capacity:
     # --- GetCapacity ----------------------------------------------------------------------
 
     def get(self, request: csi_pb2.GetCapacityRequest, region: str) -> csi_pb2.GetCapacityResponse:
-        params = parameters.parse(request.parameters)
+        # csi-provisioner sends a class's parameters as they are, where CreateVolume gets them
+        # without its own csi.storage.k8s.io/ keys (secret references and the like).
+        params = parameters.parse(
+            {k: v for k, v in request.parameters.items() if not k.startswith(RESERVED_PREFIX)}
+        )
         if request.volume_capabilities:
             capabilities.check_all(request.volume_capabilities, multi_attach=params.multi_attach)
         segments: dict[str, str] = {}

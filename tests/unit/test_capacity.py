@@ -106,6 +106,18 @@ def test_capacity_without_topology_and_with_zone_ids(cloud: InMemoryCloud) -> No
     assert ask(capacity, {"type": "cloud_essd", "zoneId": ZONE_I})[0] == IN_STOCK_CAPACITY
 
 
+def test_the_provisioners_own_class_keys_are_not_parameters(cloud: InMemoryCloud) -> None:
+    """csi-provisioner passes a class's parameters to GetCapacity unfiltered."""
+    capacity = Capacity(cloud, refresh_interval=60)
+    params = {
+        "type": "cloud_ssd",
+        "csi.storage.k8s.io/provisioner-secret-name": "ecs-keys",
+        "csi.storage.k8s.io/provisioner-secret-namespace": "kube-system",
+        "csi.storage.k8s.io/fstype": "xfs",
+    }
+    assert ask(capacity, params, segment(H)) == (IN_STOCK_CAPACITY, 32768 * GIB)
+
+
 def test_bad_parameters_or_topology_are_invalid_arguments(cloud: InMemoryCloud) -> None:
     capacity = Capacity(cloud, refresh_interval=60)
     with pytest.raises(InvalidArgument, match="unknown parameter"):
