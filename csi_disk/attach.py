@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from csi_disk import categories
 from csi_disk.cloud.errors import (
     EcsError,
     names_missing_instance,
@@ -174,6 +175,9 @@ class Attacher:
             raise err
 
     def _check_zone(self, disk: Disk, instance_id: str) -> None:
+        """A zonal disk attaches only within its zone; a regional one in any zone of it."""
+        if categories.is_regional(disk.category):
+            return
         instance = self.instances.get(instance_id)
         if instance is None:
             raise NotFound(f"node {instance_id} is not an ECS instance in this region")

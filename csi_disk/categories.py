@@ -31,6 +31,7 @@ class Category:
     performance_levels: dict[str, SizeRange] = field(default_factory=dict)
     provisioned_iops: bool = False
     bursting: bool = False
+    regional: bool = False  # zone-redundant: lives in the region, attaches in any of its zones
 
 
 CATEGORIES: dict[str, Category] = {
@@ -51,6 +52,7 @@ CATEGORIES: dict[str, Category] = {
         ),
         Category("cloud_essd_entry", SizeRange(10, 32768)),
         Category("cloud_auto", SizeRange(1, 65536), provisioned_iops=True, bursting=True),
+        Category("cloud_regional_disk_auto", SizeRange(10, 65536), regional=True),
     )
 }
 
@@ -61,6 +63,12 @@ def category(name: str) -> Category:
     except KeyError:
         known = ", ".join(CATEGORIES)
         raise InvalidArgument(f"unknown disk category {quote(name)} (known: {known})") from None
+
+
+def is_regional(name: str) -> bool:
+    """Whether disks of ``name`` live in the region (False for categories not known here)."""
+    known = CATEGORIES.get(name)
+    return known is not None and known.regional
 
 
 def has_performance_levels(name: str) -> bool:

@@ -89,6 +89,15 @@ SERVE_FLAGS = [
         "ECS API calls per minute per action, e.g. CreateDisk=300,*=500 (* is any other "
         "action, 0 no limit); defaults *=500,DescribeInstanceTypes=400",
     ),
+    Flag(
+        "disk-categories",
+        "disk categories this node attaches, comma separated, or none; empty asks ECS",
+    ),
+    Flag(
+        "stock-refresh-interval",
+        "seconds a read of what each zone has in stock serves GetCapacity and CreateVolume",
+        float,
+    ),
 ]
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from csi_disk import DRIVER_NAME
 from csi_disk.cloud.quotas import parse_quotas
+from csi_disk.topology import parse_disk_categories
 
 MODES = ("all", "controller", "node")
 ATTACH_MODES = ("node", "controller")
@@ -39,6 +40,8 @@ class Config:
     detach_before_delete: bool = False
     allow_takeover: bool = False  # attach a disk still held by a Running instance
     api_quotas: str = ""  # "Action=calls-per-minute,...": ECS API budgets over the defaults
+    disk_categories: str = ""  # empty: ask ECS which categories this node attaches
+    stock_refresh_interval: float = 60.0  # seconds a read of what ECS has in stock is reused
 
     @property
     def serves_controller(self) -> bool:
@@ -57,6 +60,11 @@ def check(config: Config) -> None:
         raise ValueError(f"drain-timeout must not be negative, not {config.drain_timeout}")
     if config.operation_timeout <= 0:
         raise ValueError(f"operation-timeout must be positive, not {config.operation_timeout}")
+    parse_disk_categories(config.disk_categories)
+    if config.stock_refresh_interval <= 0:
+        raise ValueError(
+            f"stock-refresh-interval must be positive, not {config.stock_refresh_interval}"
+        )
     if config.max_volumes_per_node < 0:
         raise ValueError("max-volumes-per-node must not be negative")
     for name, path in (("kubelet-dir", config.kubelet_dir), ("device-root", config.device_root)):

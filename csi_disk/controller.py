@@ -23,11 +23,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from csi_disk import capabilities, categories, parameters, topology
+from csi_disk import capabilities, categories, parameters, placement, topology
 from csi_disk.attach import Attacher
+from csi_disk.capacity import Capacity
 from csi_disk.categories import GIB
 from csi_disk.cloud import port
-from csi_disk.cloud.errors import EcsError, is_unsupported_here, refused_for_disk_status
+from csi_disk.cloud.errors import (
+    EcsError,
+    EcsNoStock,
+    is_unsupported_here,
+    refused_for_disk_status,
+)
 from csi_disk.cloud.port import Cloud, Disk, DiskRequest
 from csi_disk.config import Config
 from csi_disk.csi_pb import csi_pb2, csi_pb2_grpc
@@ -78,6 +84,7 @@ class _Asked:
     required: int
     limit: int
     snapshot_id: str
+    reach: placement.Reach = placement.NOWHERE  # what the nodes that will use it attach
 
 
 def _serial(disk: Disk) -> str:
@@ -98,6 +105,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self.snapshots = Snapshots(self.disks)
         self.expansion = Expansion(self.disks)
         self.modification = Modification(self.disks)
+        self.capacity = Capacity(cloud, refresh_interval=config.stock_refresh_interval)
 
     @property
     def controller_attach(self) -> bool:
@@ -118,7 +126,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         ]
         if self.controller_attach:
             caps.insert(1, RPC.PUBLISH_UNPUBLISH_VOLUME)
-        features = (self.modification, self.expansion, self.snapshots)
+        features = (self.modification, self.expansion, self.snapshots, self.capacity)
         return caps + [kind for feature in features for kind in feature.capabilities]
 
     # --- CreateVolume ----------------------------------------------------------------------
@@ -155,7 +163,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         )
         zones = topology.zones_in_order(requirement, params.zone_param, self.default_zone)
         snapshot_id = restore.snapshot_id if restore is not None else ""
-        asked = _Asked(name, params, zones, required, limit, snapshot_id)
+        reach = placement.reach_of(requirement)
+        asked = _Asked(name, params, zones, required, limit, snapshot_id, reach)
         with self.name_locks.hold(name):
             disk = self._known_disk(asked)
             if disk is None:
@@ -188,14 +197,19 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             self.known.remember(name, settled.id)
             category = settled.category
             level = categories.effective_level(category, settled.performance_level)
+            zone = _zone_of(settled)
+            segments = topology.volume_segment(
+                zone,
+                region=region,
+                category=category,
+                attached_by_type=reach.reported(zone, category),
+            )
             return csi_pb2.CreateVolumeResponse(
                 volume=csi_pb2.Volume(
                     volume_id=settled.id,
                     capacity_bytes=settled.size_gib * GIB,
                     volume_context=params.volume_context(category, level),
-                    accessible_topology=[
-                        csi_pb2.Topology(segments=topology.volume_segment(settled.zone))
-                    ],
+                    accessible_topology=[csi_pb2.Topology(segments=segments)],
                     content_source=restore.source if restore is not None else None,
                 )
             )
@@ -232,7 +246,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         problems = []
         if disk.size_gib * GIB < required or (limit and disk.size_gib * GIB > limit):
             problems.append(f"size {disk.size_gib} GiB is outside the requested range")
-        if disk.zone not in zones:
+        if not categories.is_regional(disk.category) and disk.zone not in zones:
             problems.append(f"zone {disk.zone} is not among {','.join(zones)}")
         if disk.category not in params.types:
             problems.append(f"category {disk.category} is not among {','.join(params.types)}")
@@ -268,27 +282,36 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         the rest, so a create costs no DescribeDisks of its own.
         """
         name = asked.name
-        attempts, size_refusals = self._attempts(asked)
-        if not attempts:
+        attempts, every, size_refusals, left_out = self._attempts(asked)
+        if not attempts and not left_out:
             raise OutOfRange(f"no category fits the requested capacity: {'; '.join(size_refusals)}")
+        if not attempts:
+            # Nothing ECS could create for the nodes that will use it: the provisioner sends
+            # the pod back to the scheduler, with no CreateDisk refused.
+            raise ResourceExhausted(
+                f"no disk category can be created for volume {name}: {'; '.join(left_out)}"
+            )
         disk = self._create_first(asked, attempts, token or client_token(name))
         if disk is not None:
             return disk
         # The token made a disk with other arguments and no disk carries the name: the
         # earlier one was deleted and the name comes back asking for something else. A token
-        # derived from these arguments (not from one zone or category) stays idempotent across
-        # retries that find other zones with stock.
+        # derived from these arguments (not from one zone or category, nor from what the stock
+        # read left out) stays idempotent across retries that find other zones with stock.
         log.info("CreateVolume %s: token used before with other arguments; deriving one", name)
-        derived = client_token(f"{name}@{_fingerprint(attempts)}")
+        derived = client_token(f"{name}@{_fingerprint(every)}")
         disk = self._create_first(asked, attempts, derived)
         if disk is None:
             raise Aborted(f"CreateVolume {name}: ECS refuses both client tokens; retrying")
         return disk
 
-    @staticmethod
-    def _attempts(asked: _Asked) -> tuple[list[DiskRequest], list[str]]:
-        """Every CreateDisk to try, best first (zone by zone), without a client token; and
-        why the categories left out cannot hold the requested capacity."""
+    def _attempts(
+        self, asked: _Asked
+    ) -> tuple[list[DiskRequest], list[DiskRequest], list[str], list[str]]:
+        """Every CreateDisk to try, best first (zone by zone), without a client token; every
+        one the request allows, whatever the nodes and the stock say; why the categories left
+        out cannot hold the requested capacity; and why the (zone, category) pairs the nodes'
+        disk types and the stock rule out were left out."""
         name, params, snapshot_id = asked.name, asked.params, asked.snapshot_id
         tags = {**params.tags, VOLUME_NAME_TAG: name}
         sized: list[DiskRequest] = []
@@ -321,8 +344,13 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     bursting_enabled=params.bursting_enabled if desc.bursting else None,
                 )
             )
-        attempts = [dataclasses.replace(r, zone=zone) for zone in asked.zones for r in sized]
-        return attempts, refusals
+        by_choice = {(r.category, r.performance_level): r for r in sized}
+        tries, left_out = placement.plan(
+            list(by_choice), asked.zones, asked.reach, self.capacity.stock(), self.cloud.region
+        )
+        attempts = [dataclasses.replace(by_choice[(c, lvl)], zone=z) for z, c, lvl in tries]
+        every = [dataclasses.replace(r, zone=zone) for zone in asked.zones for r in sized]
+        return attempts, every, refusals, left_out
 
     def _create_first(
         self, asked: _Asked, attempts: Sequence[DiskRequest], token: str
@@ -360,7 +388,9 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
                     ) from None
                 if not is_unsupported_here(err):
                     raise
-                refusals.append(f"{label} in {request.zone}: {err.message}")
+                if isinstance(err, EcsNoStock):
+                    self.capacity.note_sold_out(request.zone, request.category)
+                refusals.append(f"{label} in {request.zone or 'the region'}: {err.message}")
                 log.info(
                     "CreateVolume %s: %s not possible in %s: %s", name, label, request.zone, err
                 )
@@ -549,12 +579,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             capabilities=[Capability(rpc=Capability.RPC(type=t)) for t in self.capability_types()]
         )
 
-    @staticmethod
-    def _volume(disk: Disk) -> csi_pb2.Volume:
+    def _volume(self, disk: Disk) -> csi_pb2.Volume:
+        segments = topology.volume_segment(_zone_of(disk), region=disk.region or self.cloud.region)
         return csi_pb2.Volume(
             volume_id=disk.id,
             capacity_bytes=disk.size_gib * GIB,
-            accessible_topology=[csi_pb2.Topology(segments=topology.volume_segment(disk.zone))],
+            accessible_topology=[csi_pb2.Topology(segments=segments)],
         )
 
     @staticmethod
@@ -566,6 +596,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
 
 
     # --- features ------------------------------------------------------------------------
+
+    def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: Any = None
+    ) -> csi_pb2.GetCapacityResponse:
+        return self.capacity.get(request, self.cloud.region)
 
     def CreateSnapshot(
         self, request: csi_pb2.CreateSnapshotRequest, context: Any = None
@@ -596,6 +631,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: Any = None
     ) -> csi_pb2.ControllerModifyVolumeResponse:
         return self.modification.modify(request, self.deadline(context))
+
+
+def _zone_of(disk: Disk) -> str:
+    """The zone a disk is used in; none for a regional disk, whatever ECS shows as its zone."""
+    return "" if categories.is_regional(disk.category) else disk.zone
 
 
 def _label(request: DiskRequest) -> str:

@@ -51,9 +51,13 @@ def build_services(config: Config) -> Services:
     metadata = MetadataClient(config.metadata_endpoint)
     region = config.region or metadata.region_id()
     # A node in controller attach mode never attaches, but asks ECS (read-only, through its
-    # instance RAM role) how many disks its instance type takes, unless it is told.
+    # instance RAM role) how many disks its instance type takes and which categories it
+    # attaches, unless it is told.
     needs_cloud = (
-        config.serves_controller or config.attach_mode == "node" or config.max_volumes_per_node <= 0
+        config.serves_controller
+        or config.attach_mode == "node"
+        or config.max_volumes_per_node <= 0
+        or not config.disk_categories
     )
     cloud = waiter = None
     if needs_cloud:

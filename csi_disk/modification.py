@@ -120,6 +120,12 @@ def resolve(disk: Disk, change: Change) -> Target:
     """The spec the disk should end with, checked against ECS's rules for its size."""
     category = change.category or disk.category
     desc = categories.category(category)
+    if category != disk.category and (desc.regional or categories.is_regional(disk.category)):
+        # Its PV's topology names the region or a zone: the other kind would break it.
+        raise InvalidArgument(
+            f"volume {disk.id} is {disk.category} and cannot become {category}: a regional "
+            "disk stays regional and a zonal one zonal"
+        )
     if desc.performance_levels:
         kept = disk.performance_level if disk.category == category else ""
         level = change.performance_level or kept or "PL1"

@@ -22,6 +22,7 @@ import grpc
 
 from csi_disk import capabilities, tokens, topology
 from csi_disk.attach import Attacher
+from csi_disk.attachable import attachable_categories
 from csi_disk.capabilities import published_serial
 from csi_disk.cloud.port import Cloud
 from csi_disk.cloud.quotas import background
@@ -190,6 +191,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         host: Host | None = None,
         device_timeout: float = 60.0,
         stats_timeout: float = 10.0,
+        disk_types: tuple[str, ...] = (),
     ) -> None:
         if config.attach_mode == "node" and attacher is None:
             raise ValueError("node attach mode needs an attacher (a cloud client)")
@@ -197,6 +199,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
         self.instance_id = instance_id
         self.zone = zone
         self.region = region
+        self.disk_types = disk_types  # the categories this instance type attaches
         self._info = self._node_info(max_volumes_per_node)
         self._closed = threading.Event()
         self._attacher = attacher if config.attach_mode == "node" else None
@@ -235,11 +238,11 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             if cloud is None or waiter is None:
                 raise ValueError("node attach mode needs a cloud client and a waiter")
             attacher = Attacher(cloud, waiter, config)
+        instance_type = metadata.instance_type() if cloud is not None else ""
         limit = config.max_volumes_per_node
-        instance_type = ""
         if limit <= 0:
-            instance_type = metadata.instance_type() if cloud is not None else ""
             limit = max_volumes(config, cloud, instance_id, instance_type)
+        disk_types = attachable_categories(cloud, zone, instance_type, config.disk_categories)
         service = cls(
             config,
             instance_id=instance_id,
@@ -248,6 +251,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             max_volumes_per_node=limit,
             attacher=attacher,
             host=host,
+            disk_types=disk_types,
         )
         if config.max_volumes_per_node <= 0 and cloud is not None:
             service.refresh_in_background(
@@ -264,7 +268,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             node_id=self.instance_id,
             max_volumes_per_node=max_volumes_per_node,
             accessible_topology=csi_pb2.Topology(
-                segments=topology.node_segments(self.zone, self.region, self.instance_id)
+                segments=topology.node_segments(
+                    self.zone, self.region, self.instance_id, self.disk_types
+                )
             ),
         )
 

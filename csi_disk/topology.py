@@ -4,6 +4,14 @@ The keys are those of Alibaba's upstream Go driver, so volumes created by either
 driver schedule alike: NodeGetInfo reports them (region and instance id when known),
 CreateVolume accepts any zone key
 in requirements (including the legacy beta label) and answers with the driver's own key.
+
+Beside the zone, a node reports the disk categories its instance type attaches, one segment
+``node.csi.alibabacloud.com/disktype.<category>: available`` each: the node labels upstream's
+driver sets, so clusters migrating from it keep their labels and PVs. As topology rather than
+labels the node plugin writes itself, kubelet sets them from NodeGetInfo (the node plugin needs
+no API access), csi-provisioner hands the selected node's types to CreateVolume in the
+requirement, and capacity tracking gets one segment per set of types, so the scheduler only
+places a pod where its disk can be attached.
 """
 
 from __future__ import annotations
@@ -21,12 +29,16 @@ K8S_ZONE_KEY = "topology.kubernetes.io/zone"
 K8S_REGION_KEY = "topology.kubernetes.io/region"
 INSTANCE_ID_KEY = "alibabacloud.com/ecs-instance-id"
 LEGACY_ZONE_KEY = "failure-domain.beta.kubernetes.io/zone"
+DISK_TYPE_PREFIX = "node.csi.alibabacloud.com/disktype."
+DISK_TYPE_AVAILABLE = "available"
 
 # Where a zone may appear in a requirement segment, most specific first.
 ZONE_KEYS = (ZONE_KEY, K8S_ZONE_KEY, LEGACY_ZONE_KEY)
 
 # ECS zone ids: region id plus a zone letter (cn-hangzhou-h, ap-southeast-1a, us-east-1a).
 _ZONE_ID = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+){1,5}")
+# ECS category names; a label key's name part holds at most 63 characters.
+_CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class Topology(Protocol):
@@ -122,19 +134,65 @@ def _zones_of(segments: Sequence[Topology], which: str) -> list[str]:
     return zones
 
 
-def node_segments(zone: str, region: str, instance_id: str) -> dict[str, str]:
-    """NodeGetInfo's accessible topology: every key the upstream driver reports."""
+def is_category_name(name: str) -> bool:
+    """Whether ``name`` can be a disk category in a topology key."""
+    return _CATEGORY_NAME.fullmatch(name) is not None
+
+
+def parse_disk_categories(value: str) -> tuple[str, ...] | None:
+    """``--disk-categories``: None to ask ECS (empty), () for ``none``, else the list.
+
+    ValueError names the first entry that cannot be a category.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    if text == "none":
+        return ()
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if not is_category_name(name):
+            raise ValueError(f"disk-categories: {name[:40]!a} is not a disk category name")
+    return tuple(dict.fromkeys(names))
+
+
+def disk_type_key(category: str) -> str:
+    return DISK_TYPE_PREFIX + category
+
+
+def disk_types_of(segments: Mapping[str, str]) -> frozenset[str] | None:
+    """The categories a segment says its node attaches; None when it says nothing of disk
+    types (a node that does not report them), which restricts nothing. As upstream's driver
+    reads its labels, the key names the category whatever its value."""
+    found = {k.removeprefix(DISK_TYPE_PREFIX) for k in segments if k.startswith(DISK_TYPE_PREFIX)}
+    return frozenset(found) if found else None
+
+
+def node_segments(
+    zone: str, region: str, instance_id: str, disk_types: Iterable[str] = ()
+) -> dict[str, str]:
+    """NodeGetInfo's accessible topology: every key the upstream driver reports, and the
+    disk categories the node attaches as upstream's node labels."""
     segments = {ZONE_KEY: zone, K8S_ZONE_KEY: zone}
     if region:
         segments[K8S_REGION_KEY] = region
     if instance_id:
         segments[INSTANCE_ID_KEY] = instance_id
+    for category in disk_types:
+        segments[disk_type_key(category)] = DISK_TYPE_AVAILABLE
     return segments
 
 
-def volume_segment(zone: str) -> dict[str, str]:
-    """CreateVolume's accessible topology for a disk in ``zone``."""
-    return {ZONE_KEY: zone}
+def volume_segment(
+    zone: str, *, region: str = "", category: str = "", attached_by_type: bool = False
+) -> dict[str, str]:
+    """CreateVolume's accessible topology for a disk: its zone, or for a regional disk (no
+    zone) its region as upstream's driver answers it; ``attached_by_type`` adds the node
+    label of its category, so the PV only matches nodes that can attach it."""
+    segments = {ZONE_KEY: zone} if zone else {K8S_REGION_KEY: region}
+    if attached_by_type and category:
+        segments[disk_type_key(category)] = DISK_TYPE_AVAILABLE
+    return segments
 
 
 def _unique(items: Iterable[str]) -> list[str]:

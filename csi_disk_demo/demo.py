@@ -1,8 +1,8 @@
 """``csi-disk-demo`` (or ``csi-disk demo``): the topology-aware story, end to end, on a real
 Kubernetes control plane with the real CSI sidecars.
 
-For each attach mode it brings up ``csi_disk_demo.kube.Cluster``: the ECS emulator (three zones,
-two instances in each), etcd, kube-apiserver, kube-controller-manager and kube-scheduler on
+For each attach mode it brings up ``csi_disk_demo.kube.Cluster``: the ECS emulator (three zones
+of mixed instance families), etcd, kube-apiserver, kube-controller-manager and kube-scheduler on
 127.0.0.1, deploy/ applied with kubectl, the driver's pods and the sidecars as host processes
 under the RBAC in deploy/, and a node agent per instance playing kubelet. Then it plays the
 seed's story with kubectl, printing each command and what it answered:
@@ -15,7 +15,10 @@ seed's story with kubectl, printing each command and what it answered:
    new pod runs on the other node of the zone and ``ls /data`` shows ``lost+found`` and ``test``;
 4. in controller attach mode, the same through VolumeAttachments, then the instance under the
    pod stops: the node goes NotReady, the operator marks it out of service, and the pod moves
-   within the zone with its data.
+   within the zone with its data;
+5. in node attach mode, beyond the zone: the nodes' disktype labels, the CSIStorageCapacity
+   csi-provisioner publishes for a class of ESSD Entry, and its pod placed on the one node
+   whose family attaches it.
 
 ``kubectl exec`` is played by the node agent (no kubelet streaming server runs here). Every
 step is checked; the command exits non-zero if any check fails, and stops everything it
@@ -195,7 +198,8 @@ class Story:
             "get", "pv", pv["metadata"]["name"], "-o",
             "custom-columns=NAME:.metadata.name,CAPACITY:.spec.capacity.storage,"
             "HANDLE:.spec.csi.volumeHandle,"
-            "ZONE:.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]",
+            "ZONE:.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions"
+            f"[?(@.key=='{objects.DRIVER_ZONE}')].values[0]",
         )  # fmt: skip
         disk = objects.emulator_disks(cluster)[pv["spec"]["csi"]["volumeHandle"]]
         annotations = objects.claim(cluster, "disk-pvc")["metadata"].get("annotations", {})
@@ -253,6 +257,55 @@ class Story:
             "deleting the claim deletes its disk",
             story["disk"] not in objects.emulator_disks(self.cluster),
         )
+
+    # ------------------------------------------------------------------ 5: families
+
+    def beyond_the_zone(self) -> None:
+        self.n.step("5. Beyond the zone: the disk categories each node's instance family attaches")
+        cluster = self.cluster
+        entry = "node.csi.alibabacloud.com/disktype.cloud_essd_entry"
+        self.kubectl("get", "nodes", "-L", f"{ZONE},{entry}",
+                     note="kubelet's labels from NodeGetInfo, upstream's names")  # fmt: skip
+        sc = objects.storage_class("alicloud-disk-entry", "cloud_essd_entry")
+        pvc = objects.claim_of("entry-pvc", "alicloud-disk-entry")
+        deployment = objects.seed_deployment("entry-pvc", "entry")
+        self.apply("a StorageClass of ESSD Entry, which only the u1 family attaches", sc)
+        nodes = [i.id for i in cluster.info.instances]
+        cluster.wait(
+            lambda: all(objects.capacity_on(cluster, "alicloud-disk-entry", n) for n in nodes),
+            "csi-provisioner's CSIStorageCapacity for the class",
+        )
+        columns = ("custom-columns=CLASS:.storageClassName,"
+                   "NODE:.nodeTopology.matchLabels.alibabacloud\\.com/ecs-instance-id,"
+                   "CAPACITY:.capacity,MAXIMUM:.maximumVolumeSize")  # fmt: skip
+        listing = cluster.kubectl("get", "csistoragecapacities", "-n", "kube-system", "-o",
+                                  columns).stdout.splitlines()  # fmt: skip
+        self.n.command(f"kubectl get csistoragecapacities -n kube-system -o {columns} "
+                       "| grep -e CLASS -e alicloud-disk-entry")  # fmt: skip
+        shown = [ln for ln in listing if ln.startswith("CLASS") or "alicloud-disk-entry" in ln]
+        self.n.say("\n".join(shown))
+        (u1,) = [i.id for i in cluster.info.instances if i.instance_type == "ecs.u1-c1m2.large"]
+        creates = objects.calls(cluster, "CreateDisk")
+        self.apply("a claim of that class and the seed's Deployment", pvc, deployment)
+        try:
+            pod = self.running_pod("entry")
+            self.kubectl("get", "pods", "-l", "app=entry", "-o", "wide")
+            self.n.check(
+                "the scheduler placed the pod on the u1 node, the one with capacity for it",
+                pod["spec"]["nodeName"] == u1,
+            )
+            pv = objects.bound_volume(cluster, "entry-pvc")
+            self.n.check(
+                "the PV's node affinity requires the ESSD Entry label",
+                objects.affinity(pv).get(entry) == ["available"],
+            )
+            self.n.check(
+                "one disk was created, no CreateVolume failed",
+                objects.calls(cluster, "CreateDisk") == creates + 1
+                and not objects.provisioning_failures(cluster, "entry-pvc"),
+            )
+        finally:
+            self.delete(deployment, pvc, sc)
 
     # ------------------------------------------------------------------ 4: a lost node
 
@@ -334,6 +387,8 @@ def play(mode: str, state_dir: Path, latency_scale: float, narrator: Narrator) -
         if mode == "controller":
             story.node_lost(result)
         story.clean_up(result)
+        if mode == "node":
+            story.beyond_the_zone()
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

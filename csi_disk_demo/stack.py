@@ -8,6 +8,7 @@ after a failure.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -68,13 +70,24 @@ class Stack:
 
     # ------------------------------------------------------------------ emulator
 
-    def start_emulator(self, *, zones: int = 3, instances_per_zone: int = 2) -> EmulatorInfo:
-        self._emulator_options = {
+    def start_emulator(
+        self,
+        *,
+        zones: int = 3,
+        instances_per_zone: int = 2,
+        topology: Mapping[str, Any] | None = None,
+    ) -> EmulatorInfo:
+        """The emulator with ``zones`` zones of ``instances_per_zone`` instances each, or the
+        ``topology`` given (the emulator's topology file, docs/emulator.md)."""
+        options: dict[str, Any] = {
             "zones": ",".join(f"cn-hangzhou-{c}" for c in "hijk"[:zones]),
             "instances_per_zone": instances_per_zone,
-            "latency_scale": self.latency_scale,
-            "seed": self.seed,
         }
+        if topology is not None:
+            path = self.state_dir / "topology.json"
+            path.write_text(json.dumps(topology), encoding="utf-8")
+            options = {"topology": path}
+        self._emulator_options = {**options, "latency_scale": self.latency_scale, "seed": self.seed}
         return self._launch_emulator("127.0.0.1:0")
 
     def kill_emulator(self) -> None:

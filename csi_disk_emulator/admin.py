@@ -8,9 +8,11 @@ import math
 from typing import Any
 
 from csi_disk.cloud.quotas import parse_quotas
+from csi_disk_emulator import stock
 from csi_disk_emulator.actions.events import record_event
 from csi_disk_emulator.cloud import Cloud
 from csi_disk_emulator.errors import CATALOGUE, EcsError
+from csi_disk_emulator.topology import ALL_CATEGORIES, is_regional
 
 Reply = tuple[int, Any]
 
@@ -79,17 +81,17 @@ def _route(
                     db.execute("INSERT OR REPLACE INTO throttles VALUES(?, ?)", (key, rate))
             return 200, {}
         case ("POST", ["stock"]):
-            zone = _field(body, "zone", str)
-            category = _field(body, "category", str)
-            count = _integer(body, "count", None)
+            return _set_stock(cloud, body)
+        case ("GET", ["stock"]):
             with cloud.store.tx() as db:
-                if count is None:
-                    db.execute("DELETE FROM stock WHERE zone=? AND category=?", (zone, category))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO stock VALUES(?, ?, ?)", (zone, category, count)
-                    )
-            return 200, {}
+                levels = stock.read_all(db)
+            return 200, {
+                "stock": [
+                    {"zone": place, "category": category, "remaining": level.remaining,
+                     "closed": level.closed, "status_category": level.status_category}
+                    for (place, category), level in sorted(levels.items())
+                ]
+            }  # fmt: skip
         case ("POST", ["disks", disk_id, "stuck"]):
             stuck = _flag(body, "stuck", True)
             with cloud.store.tx() as db:
@@ -259,6 +261,28 @@ def _set_quotas(cloud: Cloud, body: dict[str, Any]) -> Reply:
         changes[name] = _integer(quotas, name, None)
     cloud.quotas.set(changes)
     return 200, {"quotas": cloud.quotas.quotas()}
+
+
+def _set_stock(cloud: Cloud, body: dict[str, Any]) -> Reply:
+    """``{"zone": ..., "category": ..., "count": 0, "closed": false}``: disks of the category
+    the place can still sell (``null``: no limit) and whether its supply is closed (low). The
+    place of a regional category is the region id."""
+    count = _integer(body, "count", None)
+    closed = _flag(body, "closed", False)
+    place = _field(body, "zone", str)
+    category = _field(body, "category", str)
+    if category not in ALL_CATEGORIES:
+        raise AdminError(400, f"unknown category {category[:40]!r}")
+    topology = cloud.topology
+    if is_regional(category):
+        if place != topology.region:
+            raise AdminError(400, f"the stock of {category} is the region's: zone must be "
+                                  f"{topology.region}")  # fmt: skip
+    elif topology.zone(place) is None:
+        raise AdminError(400, f"zone {place[:40]!r} is not one of the emulated zones")
+    with cloud.store.tx() as db:
+        stock.write(db, place, category, count, closed)
+    return 200, {}
 
 
 def _text(body: dict[str, Any], name: str, default: str = "") -> str:

@@ -262,6 +262,14 @@ class Cloud:
 
     def _finish_detach(self, row: sqlite3.Row) -> None:
         with self._dev_lock:
+            with self.store.tx() as db:
+                still = db.execute(
+                    "SELECT 1 FROM attachments WHERE disk_id=? AND instance_id=? "
+                    "AND state='Detaching'",
+                    (row["disk_id"], row["instance_id"]),
+                ).fetchone()
+            if still is None:  # a force attach took the disk meanwhile
+                return
             self._safe(self.devices.detach, row["disk_id"], row["instance_id"], row["loop"])
             with self.store.tx() as db:
                 db.execute(
@@ -269,6 +277,12 @@ class Cloud:
                     "WHERE disk_id=? AND instance_id=? AND state='Detaching'",
                     (row["disk_id"], row["instance_id"]),
                 )
+
+    def drop_device(self, disk_id: str, instance_id: str, loop: str | None) -> None:
+        """Remove an attachment's device from its instance at once (a force attach moved the
+        disk away, or the instance is gone)."""
+        with self._dev_lock:
+            self._safe(self.devices.detach, disk_id, instance_id, loop)
 
     @staticmethod
     def _safe(fn: Any, *args: Any) -> Any:

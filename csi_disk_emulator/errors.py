@@ -75,6 +75,30 @@ CATALOGUE: dict[str, tuple[int, str]] = {
         403,
         "The specified disk category is not supported by the instance type.",
     ),
+    # AttachDisk: the instance's family cannot attach the category.
+    "InvalidInstanceType.NotSupportDiskCategory": (
+        403,
+        "The instanceType of the specified instance does not support this disk category.",
+    ),
+    # AttachDisk with Force=true: only regional ESSDs, not multi-attach ones, and only from an
+    # instance in another zone.
+    "InvalidParameterForce.DiskCategoryNotSupported": (
+        400,
+        "The specified disk category does not support force attach operation.",
+    ),
+    "InvalidParameterForce.MultiAttachDiskNotSupported": (
+        400,
+        "The multi attach disk does not support force attach operation.",
+    ),
+    "InvalidInstance.ZoneConflict": (
+        403,
+        "The force attach operation is not supported when both the current and target "
+        "instances are in the same zone.",
+    ),
+    "InvalidInstanceType.ValueNotSupported": (
+        400,
+        "The specified InstanceType does not exist or beyond the permitted range.",
+    ),
     "InvalidDataDiskCategory.NotSupported": (
         403,
         "The specified zone does not support this disk category.",

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS faults (
     latency_ms REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS stock (
     zone TEXT NOT NULL, category TEXT NOT NULL, remaining INTEGER NOT NULL,
-    PRIMARY KEY (zone, category));
+    closed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (zone, category));
 CREATE TABLE IF NOT EXISTS throttles (access_key_id TEXT PRIMARY KEY, per_second REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshots (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, disk_id TEXT NOT NULL,
@@ -81,6 +81,13 @@ class Store:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a state directory was first written."""
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(stock)")}
+        if "closed" not in columns:
+            self._conn.execute("ALTER TABLE stock ADD COLUMN closed INTEGER NOT NULL DEFAULT 0")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:

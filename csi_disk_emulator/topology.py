@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ALL_CATEGORIES = (
+# Categories a zone sells (a disk lives in one zone) and those the region sells (a regional
+# ESSD keeps its data in several zones and attaches from any zone of the region).
+ZONAL_CATEGORIES = (
     "cloud",
     "cloud_efficiency",
     "cloud_ssd",
@@ -21,11 +23,18 @@ ALL_CATEGORIES = (
     "cloud_essd_entry",
     "cloud_auto",
 )
+REGIONAL_CATEGORIES = ("cloud_regional_disk_auto",)
+ALL_CATEGORIES = ZONAL_CATEGORIES + REGIONAL_CATEGORIES
+
+
+def is_regional(category: str) -> bool:
+    return category in REGIONAL_CATEGORIES
 
 
 @dataclass(frozen=True)
 class InstanceType:
-    """An ECS instance type: how many data disks it takes and which bus it shows them on."""
+    """An ECS instance type: how many data disks it takes, which bus it shows them on, and
+    the disk categories its family can attach (AttachDisk refuses the others)."""
 
     name: str
     family: str
@@ -36,6 +45,12 @@ class InstanceType:
     memory_gib: float = 8.0
 
 
+# What each family attaches. ECS's reference confirms that ESSD Entry attaches only to the u1
+# and e families (RunInstances, DataDisk.N.Category) and that ESSD, ESSD AutoPL and regional
+# ESSD go with the NVMe families (g8i, c8y, ...; "Enable multi-attach"). The rest follows the
+# families' generations: older virtio families keep ultra disks and standard SSDs, the NVMe
+# ones take ESSD-class disks only. The driver learns the truth from DescribeAvailableResource,
+# as it does on ECS, so the table only has to be self-consistent.
 INSTANCE_TYPES: dict[str, InstanceType] = {
     t.name: t
     for t in (
@@ -44,28 +59,52 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
             "ecs.g7",
             16,
             "virtio",
-            ("cloud_efficiency", "cloud_ssd", "cloud_essd", "cloud_essd_entry", "cloud_auto"),
+            ("cloud_efficiency", "cloud_ssd", "cloud_essd", "cloud_auto"),
         ),
         InstanceType(
             "ecs.g6.large",
             "ecs.g6",
             16,
             "virtio",
-            ("cloud", "cloud_efficiency", "cloud_ssd", "cloud_essd", "cloud_auto"),
+            ("cloud", "cloud_efficiency", "cloud_ssd", "cloud_essd"),
         ),
         InstanceType(
             "ecs.g8i.large",
             "ecs.g8i",
             16,
             "nvme",
-            ("cloud_essd", "cloud_essd_entry", "cloud_auto"),
+            ("cloud_essd", "cloud_auto", "cloud_regional_disk_auto"),
+        ),
+        InstanceType(
+            "ecs.c8y.large",
+            "ecs.c8y",
+            16,
+            "nvme",
+            ("cloud_essd", "cloud_auto", "cloud_regional_disk_auto"),
+            memory_gib=4.0,
         ),
         InstanceType(
             "ecs.t6-c1m2.large",
             "ecs.t6",
             8,
             "virtio",
+            ("cloud_efficiency", "cloud_ssd", "cloud_essd", "cloud_auto"),
+            memory_gib=4.0,
+        ),
+        InstanceType(
+            "ecs.u1-c1m2.large",
+            "ecs.u1",
+            16,
+            "virtio",
             ("cloud_efficiency", "cloud_ssd", "cloud_essd", "cloud_essd_entry", "cloud_auto"),
+            memory_gib=4.0,
+        ),
+        InstanceType(
+            "ecs.e-c1m2.large",
+            "ecs.e",
+            8,
+            "virtio",
+            ("cloud_efficiency", "cloud_essd", "cloud_essd_entry", "cloud_auto"),
             memory_gib=4.0,
         ),
     )
@@ -101,6 +140,7 @@ class Topology:
     region: str
     zones: list[ZoneSpec]
     instances: list[InstanceSpec] = field(default_factory=list)
+    regional_categories: tuple[str, ...] = REGIONAL_CATEGORIES  # what the region sells
 
     def zone(self, zone_id: str) -> ZoneSpec | None:
         return next((z for z in self.zones if z.id == zone_id), None)
@@ -109,6 +149,7 @@ class Topology:
         return {
             "region": self.region,
             "zones": [{"id": z.id, "categories": list(z.categories)} for z in self.zones],
+            "regional_categories": list(self.regional_categories),
             "instances": [vars(i).copy() for i in self.instances],
         }
 
@@ -117,9 +158,9 @@ class Topology:
         """Parse a topology file; instances without an id get a generated one."""
         rng = rng or random.Random(0)
         zones = [
-            ZoneSpec(z["id"], tuple(z.get("categories", ALL_CATEGORIES)))
+            ZoneSpec(z["id"], _categories(z.get("categories", ZONAL_CATEGORIES), ZONAL_CATEGORIES))
             if isinstance(z, dict)
-            else ZoneSpec(str(z), ALL_CATEGORIES)
+            else ZoneSpec(str(z), ZONAL_CATEGORIES)
             for z in data["zones"]
         ]
         instances = []
@@ -129,7 +170,19 @@ class Topology:
             if spec["instance_type"] not in INSTANCE_TYPES:
                 raise ValueError(f"unknown instance type {spec['instance_type']!r}")
             instances.append(InstanceSpec(**spec))
-        return cls(data["region"], zones, instances)
+        regional = _categories(
+            data.get("regional_categories", REGIONAL_CATEGORIES), REGIONAL_CATEGORIES
+        )
+        return cls(data["region"], zones, instances, regional)
+
+
+def _categories(names: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A topology file's category list, each one of ``allowed``."""
+    found = tuple(str(n) for n in names)
+    unknown = [n for n in found if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown categories {unknown} (known: {', '.join(allowed)})")
+    return found
 
 
 def new_id(prefix: str, rng: random.Random) -> str:
@@ -156,7 +209,7 @@ def default_topology(
             categories = ("cloud_efficiency", "cloud_essd", "cloud_essd_entry", "cloud_auto")
             instance_type = "ecs.g8i.large"
         else:
-            categories = ALL_CATEGORIES
+            categories = ZONAL_CATEGORIES
             instance_type = "ecs.g7.large"
         specs.append(ZoneSpec(zone_id, categories))
         for _ in range(instances_per_zone):

@@ -127,6 +127,12 @@ MEANING: dict[str, type[EcsError]] = {
     "InvalidTag.Mismatch": EcsInvalidArgument,
     "EventIdLimitExceeded": EcsInvalidArgument,
     "OperationDenied.QuotaExceed": EcsResourceExhausted,
+    # AttachDisk's Force, which the driver does not send, and DescribeAvailableResource's
+    # InstanceType, which it reads from the metadata service.
+    "InvalidParameterForce.DiskCategoryNotSupported": EcsInvalidArgument,
+    "InvalidParameterForce.MultiAttachDiskNotSupported": EcsInvalidArgument,
+    "InvalidInstance.ZoneConflict": EcsFailedPrecondition,
+    "InvalidInstanceType.ValueNotSupported": EcsInvalidArgument,
     # Codes ECS documents that the emulator does not answer; the driver knows them.
     "InvalidInstanceType.NotFound": EcsNotFound,
     "DiskError": EcsFailedPrecondition,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from csi_disk.cloud import port
-from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
+from csi_disk.cloud.port import Disk, DiskOffer, DiskRequest, Instance, Page, Snapshot
 from csi_disk.cloud.quotas import in_background
 from csi_disk.errors import DeadlineExceeded, DriverError
 from csi_disk.host.filesystems import Probe, VolumeStats
@@ -37,7 +37,13 @@ from csi_disk.host.mounts import Mount
 from csi_disk_emulator.actions.disks import MIN_GIB, PERFORMANCE_LEVELS, size_range
 from csi_disk_emulator.actions.resize import SPEC_CATEGORIES
 from csi_disk_emulator.actions.snapshots import DEFAULT_QUOTA_PER_DISK
-from csi_disk_emulator.topology import ALL_CATEGORIES
+from csi_disk_emulator.topology import (
+    ALL_CATEGORIES,
+    INSTANCE_TYPES,
+    REGIONAL_CATEGORIES,
+    ZONAL_CATEGORIES,
+    is_regional,
+)
 from tests.ecs_codes import ecs_error
 
 __all__ = ["HERE", "FakeHost", "InMemoryCloud", "ecs_error"]
@@ -71,8 +77,16 @@ class InMemoryCloud:
 
     region: str = "cn-hangzhou"
     zones: tuple[str, ...] = ("cn-hangzhou-h", "cn-hangzhou-i")
-    # (zone, category) -> disks left; missing means unlimited.
+    # (zone, category) -> disks left; missing means unlimited. The place of a regional
+    # category is the region.
     stock: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (zone, category) whose supply is closed (low): ClosedWithStock or ClosedWithoutStock.
+    closed: set[tuple[str, str]] = field(default_factory=set)
+    # instance type -> the categories its family attaches (the emulator's table by default).
+    families: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {n: t.categories for n, t in INSTANCE_TYPES.items()}
+    )
+    regional_categories: tuple[str, ...] = REGIONAL_CATEGORIES
     # (zone, category) or (zone, category, performance level) that ECS refuses to create.
     unsupported: set[tuple[str, ...]] = field(default_factory=set)
     # DescribeDisks answers a transitional status (Creating, Attaching, ...) holds for.
@@ -186,7 +200,8 @@ class InMemoryCloud:
                 if previous != request:
                     raise ecs_error("IdempotentParameterMismatch", "", "CreateDisk")
                 return disk_id
-            if request.zone not in self.zones:
+            regional = is_regional(request.category)
+            if (request.zone or not regional) and request.zone not in self.zones:
                 raise ecs_error("InvalidZoneId.NotFound", request.zone, "CreateDisk")
             if request.category not in ALL_CATEGORIES:
                 raise ecs_error("InvalidDiskCategory.ValueNotSupported", "", "CreateDisk")
@@ -207,13 +222,16 @@ class InMemoryCloud:
             low, high = size_range(request.category, level or "PL1")
             if not low <= size <= high:
                 raise ecs_error("InvalidDiskSize.NotSupported", f"{size} GiB", "CreateDisk")
-            if (request.zone, request.category) in self.unsupported or (
-                request.zone,
+            place = self.region if regional else request.zone
+            if (place, request.category) in self.unsupported or (
+                place,
                 request.category,
                 request.performance_level,
             ) in self.unsupported:
                 raise ecs_error("InvalidDataDiskCategory.NotSupported", "", "CreateDisk")
-            key = (request.zone, request.category)
+            if regional and request.category not in self.regional_categories:
+                raise ecs_error("InvalidDataDiskCategory.NotSupported", "", "CreateDisk")
+            key = (place, request.category)
             if key in self.stock:
                 if self.stock[key] <= 0:
                     raise ecs_error("OperationDenied.NoStock", "", "CreateDisk")
@@ -221,7 +239,7 @@ class InMemoryCloud:
             disk_id = self._new_id("d-")
             self.disks[disk_id] = Disk(
                 id=disk_id,
-                zone=request.zone,
+                zone="" if regional else request.zone,
                 category=request.category,
                 size_gib=size,
                 status=port.CREATING if self.latency else port.AVAILABLE,
@@ -306,8 +324,13 @@ class InMemoryCloud:
                 raise ecs_error("IncorrectDiskStatus", "attached elsewhere", "AttachDisk")
             if inst.status not in LIVE_INSTANCE:
                 raise ecs_error("IncorrectInstanceStatus", inst.status, "AttachDisk")
-            if inst.zone != disk.zone:
+            if inst.zone != disk.zone and not is_regional(disk.category):
                 raise ecs_error("ResourcesNotInSameZone", "", "AttachDisk")
+            attachable = self.families.get(inst.instance_type)
+            if attachable is not None and disk.category not in attachable:
+                raise ecs_error(
+                    "InvalidInstanceType.NotSupportDiskCategory", inst.instance_type, "AttachDisk"
+                )
             on_instance = [d for d in self.disks.values() if d.attached_to(instance_id)]
             limit = self.disk_quantity.get(inst.instance_type)
             if limit is not None and len(on_instance) >= limit:
@@ -362,6 +385,44 @@ class InMemoryCloud:
         with self._lock:
             self._enter("instance_disk_quantity", instance_type)
             return self.disk_quantity.get(instance_type)
+
+    def available_disks(
+        self, *, zone: str = "", instance_type: str = "", regional: bool = False
+    ) -> list[DiskOffer]:
+        action = "DescribeAvailableResource"
+        with self._lock:
+            self._enter("available_disks", zone, instance_type, regional)
+            if zone and zone not in self.zones:
+                raise ecs_error("InvalidZoneId.NotFound", zone, action)
+            attachable = self.families.get(instance_type) if instance_type else None
+            if instance_type and attachable is None:
+                raise ecs_error("InvalidInstanceType.ValueNotSupported", instance_type, action)
+            if regional:
+                places = [("", self.region, self.regional_categories)]
+            else:
+                places = [(z, z, ZONAL_CATEGORIES) for z in self.zones if not zone or z == zone]
+            offers = []
+            for zone_id, place, sold in places:
+                for category in sold:
+                    if (place, category) in self.unsupported:
+                        continue
+                    if attachable is not None and category not in attachable:
+                        continue
+                    left = self.stock.get((place, category), 1) > 0
+                    closed = (place, category) in self.closed
+                    state = ("Closed" if closed else "") + ("WithStock" if left else "WithoutStock")
+                    levels = PERFORMANCE_LEVELS if category == "cloud_essd" else ("PL1",)
+                    offers.append(
+                        DiskOffer(
+                            zone=zone_id,
+                            category=category,
+                            status="Available" if left else "SoldOut",
+                            status_category=state,
+                            min_gib=min(size_range(category, lvl)[0] for lvl in levels),
+                            max_gib=size_range(category, "PL1")[1],
+                        )
+                    )
+            return offers
 
     def resize_disk(self, disk_id: str, size_gib: int, *, online: bool) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ from aliyunsdkecs.request.v20140526 import (
     CreateSnapshotRequest,
     DeleteDiskRequest,
     DeleteSnapshotRequest,
+    DescribeAvailableResourceRequest,
     DescribeDisksRequest,
     DescribeInstancesRequest,
     DescribeInstanceTypesRequest,
@@ -50,7 +51,7 @@ from csi_disk.cloud.errors import (
     unreadable_answer,
 )
 from csi_disk.cloud.metadata import MetadataClient
-from csi_disk.cloud.port import Disk, DiskRequest, Instance, Page, Snapshot
+from csi_disk.cloud.port import Disk, DiskOffer, DiskRequest, Instance, Page, Snapshot
 from csi_disk.cloud.quotas import ApiQuotas, in_background
 from csi_disk.cloud.retry import RetryPolicy, call_with_retry
 from csi_disk.config import Config
@@ -251,6 +252,29 @@ def snapshot_from_item(item: Mapping[str, Any]) -> Snapshot:
         creation_time=str(item.get("CreationTime") or ""),
         tags=_tags(item),
     )
+
+
+def offers_from(data: Mapping[str, Any], destination: str = "DataDisk") -> list[DiskOffer]:
+    """DescribeAvailableResource's answer as one DiskOffer per zone and category."""
+    offers = []
+    for zone in _items(data.get("AvailableZones"), "AvailableZone"):
+        for resource in _items(zone.get("AvailableResources"), "AvailableResource"):
+            if resource.get("Type") != destination:
+                continue
+            for item in _items(resource.get("SupportedResources"), "SupportedResource"):
+                if not item.get("Value"):
+                    continue
+                offers.append(
+                    DiskOffer(
+                        zone=str(zone.get("ZoneId") or ""),
+                        category=str(item["Value"]),
+                        status=str(item.get("Status") or ""),
+                        status_category=str(item.get("StatusCategory") or ""),
+                        min_gib=_int(item.get("Min")),
+                        max_gib=_int(item.get("Max")),
+                    )
+                )
+    return offers
 
 
 def _tag_list(tags: Mapping[str, str] | None) -> list[dict[str, str]]:
@@ -693,6 +717,27 @@ class EcsCloud:
                 quantity = _int(item.get("DiskQuantity")) or None
         self._disk_quantity[instance_type] = quantity
         return quantity
+
+    def available_disks(
+        self, *, zone: str = "", instance_type: str = "", regional: bool = False
+    ) -> list[DiskOffer]:
+        def build() -> AcsRequest:
+            r = DescribeAvailableResourceRequest.DescribeAvailableResourceRequest()
+            r.set_DestinationResource("DataDisk")
+            r.set_ResourceType("disk")
+            if regional:
+                r.set_Scope("region")
+            elif zone:
+                r.set_ZoneId(zone)
+            if instance_type:
+                r.set_InstanceType(instance_type)
+            return r
+
+        data = self._call("DescribeAvailableResource", build, idempotent=True)
+        offers = offers_from(data)
+        if regional:
+            return [o for o in offers if not o.zone]
+        return [o for o in offers if o.zone and (not zone or o.zone == zone)]
 
     # --- snapshots ----------------------------------------------------------------------
 

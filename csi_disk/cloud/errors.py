@@ -223,6 +223,14 @@ _PREFIXES: list[tuple[str, type[EcsError]]] = sorted(
 )
 
 
+# Codes whose meaning depends on the call. An instance family that cannot attach the disk's
+# category is the node's condition at AttachDisk (no retry changes it), but a spec change
+# no volume of its kind can have at ModifyDiskSpec (the resizer marks it infeasible).
+_BY_ACTION: dict[tuple[str, str], type[EcsError]] = {
+    ("AttachDisk", "InvalidInstanceType.NotSupportDiskCategory"): EcsFailedPrecondition,
+}
+
+
 def class_for_code(ecs_code: str, http_status: int | None = None) -> type[EcsError]:
     """The domain class an ECS error code means.
 
@@ -258,7 +266,7 @@ def from_ecs_code(
     action: str = "",
 ) -> EcsError:
     """Build the domain error for an ECS error answer."""
-    cls = class_for_code(ecs_code, http_status)
+    cls = _BY_ACTION.get((action, ecs_code)) or class_for_code(ecs_code, http_status)
     if cls is EcsInternal and ecs_code not in _EXACT and (http_status or 0) >= 500:
         # A 5xx without a code ECS documents comes from a gateway or load balancer in front
         # of ECS (an HTML 502/503/504 page): transient, retried like InternalError. The page

@@ -96,6 +96,33 @@ class Instance:
     region: str = ""
 
 
+# DescribeAvailableResource's StatusCategory: stock left (plenty, or low) or none.
+WITH_STOCK = "WithStock"
+CLOSED_WITH_STOCK = "ClosedWithStock"
+WITHOUT_STOCK = "WithoutStock"
+CLOSED_WITHOUT_STOCK = "ClosedWithoutStock"
+
+
+@dataclass(frozen=True)
+class DiskOffer:
+    """A disk category a zone (or the region, ``zone`` empty) sells, as DescribeAvailableResource
+    reports it: its stock and the sizes it sells."""
+
+    zone: str
+    category: str
+    status: str = "Available"  # or SoldOut
+    status_category: str = ""  # WITH_STOCK, ...; empty when ECS does not say
+    min_gib: int = 0
+    max_gib: int = 0
+
+    @property
+    def in_stock(self) -> bool:
+        """Whether CreateDisk can still sell it: low supply (closed) still sells."""
+        if self.status_category:
+            return self.status_category in (WITH_STOCK, CLOSED_WITH_STOCK)
+        return self.status == "Available"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One snapshot as DescribeSnapshots reports it."""
@@ -161,6 +188,15 @@ class Cloud(Protocol):
 
     def instance_disk_quantity(self, instance_type: str) -> int | None:
         """How many disks an instance type can hold, or None when ECS does not say."""
+        ...
+
+    def available_disks(
+        self, *, zone: str = "", instance_type: str = "", regional: bool = False
+    ) -> list[DiskOffer]:
+        """The data disk categories sold on their own (DescribeAvailableResource,
+        ResourceType=disk) in ``zone`` (every zone when empty), narrowed to those
+        ``instance_type`` attaches when given; ``regional``: the region's zone-redundant
+        categories instead (Scope=region), each with ``zone`` empty."""
         ...
 
     def resize_disk(self, disk_id: str, size_gib: int, *, online: bool) -> None: ...

@@ -10,6 +10,7 @@ import contextlib
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,42 @@ from csi_disk_demo.kube.host_pods import HostPod, environ_for_pods
 from csi_disk_demo.kube.node_agent import NodeAgent
 from csi_disk_demo.stack import Stack, sweep
 from csi_disk_emulator.process import EmulatorInfo, EmulatorInstance
+from csi_disk_emulator.topology import ZONAL_CATEGORIES
 
 NAMESPACE = "kube-system"
+STOCK_REFRESH = 2  # seconds; the manifests' default is 60
+CAPACITY_POLL = "3s"  # the manifests poll every minute
 CREDENTIALS_SECRET = "csi-disk-credentials"  # noqa: S105 - the Secret's name
 CONTROLLER = "csi-disk-controller"
 NODE = "csi-disk-node"
 SNAPSHOT_CONTROLLER = "snapshot-controller"
+
+
+REGION = "cn-hangzhou"
+# The instances of each zone, by instance type. Every zone that sells the seed's cloud_ssd has
+# two nodes that attach it (a pod moves between them); ESSD Entry attaches only to the u1 node
+# and regional ESSD only to the NVMe g8i nodes, which two zones have; the last zone sells no
+# cloud_ssd, as some real zones do.
+LAYOUT: dict[str, tuple[str, ...]] = {
+    f"{REGION}-h": ("ecs.g7.large", "ecs.g7.large", "ecs.g8i.large"),
+    f"{REGION}-i": ("ecs.g7.large", "ecs.u1-c1m2.large"),
+    f"{REGION}-j": ("ecs.g8i.large", "ecs.g8i.large"),
+}
+NOT_SOLD = {f"{REGION}-j": ("cloud", "cloud_ssd")}
+
+
+def emulator_topology(layout: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The emulator's topology file for ``layout``."""
+    zones = []
+    for zone in layout:
+        sold = [c for c in ZONAL_CATEGORIES if c not in NOT_SOLD.get(zone, ())]
+        zones.append({"id": zone, "categories": sold})
+    instances = [
+        {"zone": zone, "instance_type": instance_type}
+        for zone, types in layout.items()
+        for instance_type in types
+    ]
+    return {"region": REGION, "zones": zones, "instances": instances}
 
 
 class Cluster:
@@ -39,15 +70,14 @@ class Cluster:
         attach_mode: str,
         *,
         latency_scale: float = 0.02,
-        zones: int = 3,
-        instances_per_zone: int = 2,
+        layout: Mapping[str, Sequence[str]] = LAYOUT,
     ) -> None:
         if attach_mode not in manifests.OVERLAYS:
             raise ValueError(f"attach mode must be one of {sorted(manifests.OVERLAYS)}")
         self.state_dir = state_dir
         self.attach_mode = attach_mode
-        self.zones = zones
-        self.instances_per_zone = instances_per_zone
+        self.layout = dict(layout)
+        self.zones = len(self.layout)
         self.stack = Stack(state_dir / "stack", latency_scale=latency_scale)
         self.control_plane = ControlPlane(state_dir / "kube")
         self.objects: list[dict[str, Any]] = []
@@ -78,7 +108,7 @@ class Cluster:
         for tool in ("kubernetes", "etcd", "csi-provisioner", "csi-attacher", "csi-resizer",
                      "csi-snapshotter"):  # fmt: skip
             binaries.tool_bin(tool)  # builds once per machine, before anything starts
-        self.stack.start_emulator(zones=self.zones, instances_per_zone=self.instances_per_zone)
+        self.stack.start_emulator(topology=emulator_topology(self.layout))
         self.control_plane.start()
         self.install()
         for instance in self.info.instances:
@@ -203,11 +233,21 @@ class Cluster:
             secret=self.secret,
             base_env=environ_for_pods(),
             volumes_root=self.runtime_dir / f"c{ordinal}",
-            extra_args={"csi-disk": [
-                "--ecs-endpoint", self.info.ecs_endpoint,
-                "--metadata-endpoint", instance.metadata_endpoint,
-                "--region", self.info.region,
-            ]},
+            extra_args={
+                "csi-disk": [
+                    "--ecs-endpoint", self.info.ecs_endpoint,
+                    "--metadata-endpoint", instance.metadata_endpoint,
+                    "--region", self.info.region,
+                    # Stock changes show in seconds rather than the manifests' minute.
+                    f"--stock-refresh-interval={STOCK_REFRESH}",
+                ],
+                "csi-provisioner": [
+                    f"--capacity-poll-interval={CAPACITY_POLL}",
+                    # The pod is a process here, not an API object its StatefulSet owns:
+                    # its CSIStorageCapacity objects get no owner.
+                    "--capacity-ownerref-level=-1",
+                ],
+            },
         )  # fmt: skip
         pod.start()
         self.controllers[name] = pod

@@ -23,6 +23,9 @@ SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ZONE = "topology.kubernetes.io/zone"
 DRIVER_ZONE = "topology.diskplugin.csi.alibabacloud.com/zone"
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+REGION = "topology.kubernetes.io/region"
+DISK_TYPE = "node.csi.alibabacloud.com/disktype."
+CAPACITIES = "/apis/storage.k8s.io/v1/namespaces/kube-system/csistoragecapacities"
 
 
 def apply(cluster: Cluster, *objects: dict[str, Any]) -> None:
@@ -226,3 +229,55 @@ def static_pv(disk_id: str, zone: str, region: str) -> tuple[dict[str, Any], dic
             if expression["key"] == ZONE:
                 expression["values"] = [zone]
     return pv, pvc
+
+
+def storage_class(
+    name: str, category: str, binding: str = "WaitForFirstConsumer"
+) -> dict[str, Any]:
+    """The seed's topology-aware class with another ``type``."""
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name},
+        "provisioner": "diskplugin.csi.alibabacloud.com",
+        "parameters": {"type": category},
+        "reclaimPolicy": "Delete",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": binding,
+    }
+
+
+def claim_of(name: str, class_name: str) -> dict[str, Any]:
+    """The seed's claim (20Gi, ReadWriteOnce) under another name and class."""
+    pvc = copy.deepcopy(by_kind(example("dynamic.yaml"), "PersistentVolumeClaim"))
+    pvc["metadata"]["name"] = name
+    pvc["spec"]["storageClassName"] = class_name
+    return pvc
+
+
+def affinity(pv: dict[str, Any]) -> dict[str, list[str]]:
+    """key -> values of the PV's required node affinity (its first term)."""
+    term = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]
+    return {e["key"]: list(e["values"]) for e in term.get("matchExpressions", [])}
+
+
+def node_labels(cluster: Cluster, node: str) -> dict[str, str]:
+    return dict(cluster.admin.get(f"/api/v1/nodes/{node}")["metadata"].get("labels", {}))
+
+
+def capacity_on(cluster: Cluster, class_name: str, node: str) -> str | None:
+    """The capacity csi-provisioner published for ``class_name`` on ``node``'s segment; None
+    while there is no such CSIStorageCapacity (the scheduler then counts none)."""
+    labels = node_labels(cluster, node)
+    for item in cluster.admin.get(CAPACITIES)["items"]:
+        selector = (item.get("nodeTopology") or {}).get("matchLabels", {})
+        if item["storageClassName"] == class_name and all(
+            labels.get(k) == v for k, v in selector.items()
+        ):
+            return str(item.get("capacity", "0"))
+    return None
+
+
+def provisioning_failures(cluster: Cluster, claim_name: str) -> list[str]:
+    """What csi-provisioner reported failing for a claim (a CreateVolume that failed)."""
+    return [e for e in events_about(cluster, claim_name) if e.startswith("ProvisioningFailed")]

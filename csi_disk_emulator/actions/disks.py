@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import time
 from typing import Any
 
+from csi_disk_emulator import stock
 from csi_disk_emulator.actions import Params, action
 from csi_disk_emulator.actions.idempotency import create_once
 from csi_disk_emulator.actions.paging import Paging
 from csi_disk_emulator.blockdev import serial_of
 from csi_disk_emulator.cloud import Cloud, iso
 from csi_disk_emulator.errors import EcsError, invalid_parameter, missing_parameter
-from csi_disk_emulator.topology import ALL_CATEGORIES
+from csi_disk_emulator.topology import ALL_CATEGORIES, is_regional
 
 PERFORMANCE_LEVELS = ("PL0", "PL1", "PL2", "PL3")
 MAX_GIB = {"cloud": 2000, "cloud_essd_entry": 32768, "cloud_efficiency": 32768, "cloud_ssd": 32768}
@@ -23,6 +25,7 @@ MIN_GIB = {
     "cloud_ssd": 20,
     "cloud_essd_entry": 10,
     "cloud_auto": 1,
+    "cloud_regional_disk_auto": 10,
 }
 ESSD_MIN_GIB = {"PL0": 1, "PL1": 20, "PL2": 461, "PL3": 1261}
 DISK_STATUSES = ("In_use", "Available", "Attaching", "Detaching", "Creating", "ReIniting", "All")
@@ -86,17 +89,19 @@ def create_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
 
 
 def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
+    category = p.str("DiskCategory", "cloud")
     zone_id = p.str("ZoneId")
     if not zone_id and p.str("InstanceId"):
         zone_id = cloud.get_instance(db, p.str("InstanceId"))["zone"]
-    if not zone_id:
-        raise missing_parameter("ZoneId")
-    zone = cloud.topology.zone(zone_id)
-    if zone is None:
+    if zone_id and cloud.topology.zone(zone_id) is None:
         raise EcsError("InvalidZoneId.NotFound")
-    category = p.str("DiskCategory", "cloud")
     if category not in ALL_CATEGORIES:
         raise EcsError("InvalidDiskCategory.ValueNotSupported")
+    # A regional ESSD needs no zone: it lives in the region (CreateDisk's ZoneId: "You do
+    # not need to specify ZoneId for a cloud_regional_disk_auto cloud disk").
+    regional = is_regional(category)
+    if not zone_id and not regional:
+        raise missing_parameter("ZoneId")
     level = ""
     if category == "cloud_essd":
         level = p.str("PerformanceLevel", "PL1")
@@ -119,11 +124,23 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
             f"The specified disk size {size} GiB is not supported for {category}"
             f"{' ' + level if level else ''}: it must be between {low} and {high} GiB.",
         )
-    if category not in zone.categories:
-        raise EcsError(
-            "InvalidDataDiskCategory.NotSupported",
-            f"The specified zone {zone_id} does not support disk category {category}.",
-        )
+    if regional:
+        if category not in cloud.topology.regional_categories:
+            raise EcsError(
+                "InvalidDataDiskCategory.NotSupported",
+                f"The specified region {cloud.topology.region} does not support disk "
+                f"category {category}.",
+            )
+        place, zone_id = cloud.topology.region, ""
+    else:
+        zone = cloud.topology.zone(zone_id)
+        assert zone is not None
+        if category not in zone.categories:
+            raise EcsError(
+                "InvalidDataDiskCategory.NotSupported",
+                f"The specified zone {zone_id} does not support disk category {category}.",
+            )
+        place = zone_id
     multi = p.str("MultiAttach", "Disabled")
     if multi not in ("Enabled", "Disabled"):
         raise invalid_parameter("MultiAttach", "It must be Enabled or Disabled.")
@@ -131,22 +148,14 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
     tags = _tags(p)
     iops = p.int("ProvisionedIops", 0, 0, 1_000_000) or 0
     bursting = p.bool("BurstingEnabled")
-    stock = db.execute(
-        "SELECT remaining FROM stock WHERE zone=? AND category=?", (zone_id, category)
-    ).fetchone()
-    if stock is not None:
-        if stock["remaining"] <= 0:
-            raise EcsError("OperationDenied.NoStock")
-        db.execute(
-            "UPDATE stock SET remaining=remaining-1 WHERE zone=? AND category=?",
-            (zone_id, category),
-        )
+    stock.sell_one(db, place, category)
     disk_id = cloud.new_id(db, "d-")
+    attrs = {"placement": _placement(cloud, disk_id)} if regional else {}
     db.execute(
         "INSERT INTO disks(id, zone, category, performance_level, size, status, due, name, "
         "description, encrypted, kms_key_id, resource_group_id, multi_attach, provisioned_iops, "
-        "bursting, snapshot_id, tags, created, stuck) "
-        "VALUES(?, ?, ?, ?, ?, 'Creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "bursting, snapshot_id, tags, created, stuck, attrs) "
+        "VALUES(?, ?, ?, ?, ?, 'Creating', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             disk_id,
             zone_id,
@@ -166,6 +175,7 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
             json.dumps(tags),
             time.time(),
             cloud.sticky(db, "CreateDisk"),
+            json.dumps(attrs),
         ),
     )
     if snapshot_id:
@@ -173,6 +183,12 @@ def _create(cloud: Cloud, db: sqlite3.Connection, p: Params) -> dict[str, Any]:
     else:
         cloud.devices.create(disk_id, size)
     return {"DiskId": disk_id, "OrderId": ""}
+
+
+def _placement(cloud: Cloud, disk_id: str) -> list[str]:
+    """The zones a regional disk keeps its data in: two of the region's, fixed per disk."""
+    zones = sorted(z.id for z in cloud.topology.zones)
+    return sorted(random.Random(disk_id).sample(zones, min(2, len(zones))))
 
 
 @action("DeleteDisk", params=("DiskId",))
@@ -189,8 +205,11 @@ def delete_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
     return {}
 
 
-def disk_view(cloud: Cloud, db: sqlite3.Connection, disk: sqlite3.Row) -> dict[str, Any]:
-    """A disk as DescribeDisks shows it."""
+def disk_view(
+    cloud: Cloud, db: sqlite3.Connection, disk: sqlite3.Row, *, placement: bool = False
+) -> dict[str, Any]:
+    """A disk as DescribeDisks shows it; ``placement`` adds where a regional disk keeps its
+    data (``AdditionalAttributes.N=Placement``)."""
     atts = cloud.attachments(db, disk["id"])
     status = cloud.disk_status(disk, atts)
     visible = [a for a in atts if a["state"] in ("Attached", "Detaching")]
@@ -237,7 +256,15 @@ def disk_view(cloud: Cloud, db: sqlite3.Connection, disk: sqlite3.Row) -> dict[s
         "BurstingEnabled": bool(disk["bursting"]),
         "IOPS": _iops(disk["category"], disk["performance_level"], disk["size"]),
         "OperationLocks": {"OperationLock": []},
+        **_placement_view(disk, placement),
     }
+
+
+def _placement_view(disk: sqlite3.Row, wanted: bool) -> dict[str, Any]:
+    if not wanted or not is_regional(disk["category"]):
+        return {}
+    zones = json.loads(disk["attrs"] or "{}").get("placement", [])
+    return {"Placement": {"ZoneIds": "\n".join(zones)}}
 
 
 def _iops(category: str, level: str, size: int) -> int:
@@ -302,6 +329,7 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
     if disk_type not in ("all", "system", "data"):
         raise invalid_parameter("DiskType")
     tag_filters = p.indexed("Tag", ("Key", "Value"), limit=20)
+    extra = p.numbered("AdditionalAttributes")  # only Placement adds anything here
     paging = Paging.parse(p, max_results_limit=500)
     wanted = None if ids is None else set(ids)
     zone, instance_id, name = p.str("ZoneId"), p.str("InstanceId"), p.str("DiskName")
@@ -325,7 +353,7 @@ def describe_disks(cloud: Cloud, p: Params) -> dict[str, Any]:
                 continue
             if level and disk["performance_level"] != level:
                 continue
-            view = disk_view(cloud, db, disk)
+            view = disk_view(cloud, db, disk, placement="Placement" in extra)
             if status not in ("", "All") and view["Status"] != status:
                 continue
             if instance_id and instance_id not in {
@@ -366,28 +394,39 @@ def attach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
     instance_id = p.required("InstanceId")
     disk_id = p.required("DiskId")
     delete_with_instance = p.bool("DeleteWithInstance")
+    force = p.bool("Force")
+    taken: sqlite3.Row | None = None
     with cloud.store.tx() as db:
         inst = cloud.get_instance(db, instance_id)
         disk = cloud.get_disk(db, disk_id)
         atts = cloud.attachments(db, disk_id)
         status = cloud.disk_status(disk, atts)
+        regional = is_regional(disk["category"])
+        if force and not regional:
+            raise EcsError("InvalidParameterForce.DiskCategoryNotSupported")
+        if force and disk["multi_attach"]:
+            raise EcsError("InvalidParameterForce.MultiAttachDiskNotSupported")
         if status == "Creating":
             raise EcsError("IncorrectDiskStatus.Initializing")
-        if status in ("Attaching", "Detaching"):
-            raise EcsError("IncorrectDiskStatus", f"The disk is {status}.")
         if any(a["instance_id"] == instance_id for a in atts):
             raise EcsError("IncorrectDiskStatus", "The disk is already attached to the instance.")
+        if force and len(atts) == 1 and atts[0]["state"] in ("Attached", "Detaching"):
+            taken = _force_from(cloud, db, atts[0], inst)
+            atts, status = [], "Available"
+        if status in ("Attaching", "Detaching"):
+            raise EcsError("IncorrectDiskStatus", f"The disk is {status}.")
         if atts and not disk["multi_attach"]:
             raise EcsError("IncorrectDiskStatus", "The disk is attached to another instance.")
         if inst["status"] not in ("Running", "Stopped"):
             raise EcsError("IncorrectInstanceStatus", f"The instance is {inst['status']}.")
-        if disk["zone"] != inst["zone"]:
+        if not regional and disk["zone"] != inst["zone"]:
             raise EcsError("ResourcesNotInSameZone")
         itype = cloud.instance_type(inst["instance_type"])
         if disk["category"] not in itype.categories:
             raise EcsError(
-                "InvalidDiskCategory.NotSupported",
-                f"Instance type {itype.name} does not support disk category {disk['category']}.",
+                "InvalidInstanceType.NotSupportDiskCategory",
+                f"The instanceType {itype.name} of the specified instance does not support "
+                f"disk category {disk['category']}.",
             )
         on_instance = db.execute(
             "SELECT state FROM attachments WHERE instance_id=?", (instance_id,)
@@ -397,6 +436,11 @@ def attach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
         attaching = sum(1 for r in on_instance if r["state"] == "Attaching")
         if attaching >= inst["max_attaching"]:
             raise EcsError("OperationConflict.DisksAttachingParallellyExceed")
+        if taken is not None:
+            db.execute(
+                "DELETE FROM attachments WHERE disk_id=? AND instance_id=?",
+                (disk_id, taken["instance_id"]),
+            )
         device = cloud.free_device(db, instance_id)
         db.execute(
             "INSERT INTO attachments(disk_id, instance_id, device, state, due) "
@@ -407,8 +451,21 @@ def attach_disk(cloud: Cloud, p: Params) -> dict[str, Any]:
             "UPDATE disks SET delete_with_instance=?, stuck=MAX(stuck, ?) WHERE id=?",
             (int(delete_with_instance), cloud.sticky(db, "AttachDisk"), disk_id),
         )
+    if taken is not None:
+        cloud.drop_device(disk_id, taken["instance_id"], taken["loop"])
     cloud.wake()
     return {}
+
+
+def _force_from(
+    cloud: Cloud, db: sqlite3.Connection, held: sqlite3.Row, target: sqlite3.Row
+) -> sqlite3.Row:
+    """The attachment a force attach takes a regional disk from: ECS allows it only from an
+    instance in another zone than the target (a zone that failed), and detaches it there."""
+    holder = cloud.get_instance(db, held["instance_id"])
+    if holder["zone"] == target["zone"]:
+        raise EcsError("InvalidInstance.ZoneConflict")
+    return held
 
 
 @action("DetachDisk", params=("InstanceId", "DiskId", "DeleteWithInstance"))

@@ -1,15 +1,13 @@
-"""Instance and region actions: DescribeInstances, DescribeInstanceTypes, DescribeZones,
-DescribeAvailableResource."""
+"""Instance and region actions: DescribeInstances, DescribeInstanceTypes, DescribeZones."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from csi_disk_emulator.actions import Params, action
-from csi_disk_emulator.actions.disks import PERFORMANCE_LEVELS, size_range
 from csi_disk_emulator.actions.paging import Paging
 from csi_disk_emulator.cloud import Cloud, iso
-from csi_disk_emulator.errors import EcsError, invalid_parameter
+from csi_disk_emulator.errors import invalid_parameter
 from csi_disk_emulator.topology import INSTANCE_TYPES, InstanceType
 
 INSTANCE_STATUSES = ("Pending", "Running", "Starting", "Stopping", "Stopped")
@@ -205,79 +203,3 @@ def describe_zones(cloud: Cloud, p: Params) -> dict[str, Any]:
             }
         )
     return {"Zones": {"Zone": zones}}
-
-
-@action(
-    "DescribeAvailableResource",
-    params=(
-        "DestinationResource",
-        "ZoneId",
-        "DataDiskCategory",
-        "InstanceType",
-        "IoOptimized",
-        "InstanceChargeType",
-        "SpotStrategy",
-        "SpotDuration",
-        "ResourceType",
-        "Scope",
-        "NetworkCategory",
-        "SystemDiskCategory",
-        "DedicatedHostId",
-        "Cores",
-        "Memory",
-    ),
-)
-def describe_available_resource(cloud: Cloud, p: Params) -> dict[str, Any]:
-    destination = p.required("DestinationResource")
-    if destination != "DataDisk":
-        raise invalid_parameter("DestinationResource", "Only DataDisk is emulated.")
-    zone_filter = p.str("ZoneId")
-    if zone_filter and cloud.topology.zone(zone_filter) is None:
-        raise EcsError("InvalidZoneId.NotFound")
-    category_filter = p.str("DataDiskCategory")
-    instance_type = p.str("InstanceType")
-    if instance_type and instance_type not in INSTANCE_TYPES:
-        raise invalid_parameter("InstanceType")
-    with cloud.store.tx() as db:
-        stock = {
-            (r["zone"], r["category"]): r["remaining"]
-            for r in db.execute("SELECT * FROM stock").fetchall()
-        }
-    result = []
-    for zone in cloud.topology.zones:
-        if zone_filter and zone.id != zone_filter:
-            continue
-        supported = []
-        for category in zone.categories:
-            if category_filter and category != category_filter:
-                continue
-            if instance_type and category not in INSTANCE_TYPES[instance_type].categories:
-                continue
-            sold_out = stock.get((zone.id, category), 1) <= 0
-            low = min(size_range(category, lvl)[0] for lvl in PERFORMANCE_LEVELS)
-            high = size_range(category, "PL1")[1]
-            supported.append(
-                {
-                    "Value": category,
-                    "Status": "SoldOut" if sold_out else "Available",
-                    "StatusCategory": "WithoutStock" if sold_out else "WithStock",
-                    "Min": low,
-                    "Max": high,
-                    "Unit": "GiB",
-                }
-            )
-        available = any(s["Status"] == "Available" for s in supported)
-        result.append(
-            {
-                "RegionId": cloud.topology.region,
-                "ZoneId": zone.id,
-                "Status": "Available" if available else "SoldOut",
-                "StatusCategory": "WithStock" if available else "WithoutStock",
-                "AvailableResources": {
-                    "AvailableResource": [
-                        {"Type": "DataDisk", "SupportedResources": {"SupportedResource": supported}}
-                    ]
-                },
-            }
-        )
-    return {"AvailableZones": {"AvailableZone": result}}

@@ -40,6 +40,7 @@ def test_flag_wins_over_environment_which_wins_over_default() -> None:
         (["--operation-timeout", "0"], {}, "operation-timeout must be positive"),
         (["--api-quotas", "CreateDisk=fast"], {}, "api-quotas CreateDisk='fast'"),
         ([], {"CSI_DISK_API_QUOTAS": "delete disk=5"}, "is not an ECS action name"),
+        (["--disk-categories", "cloud-essd"], {}, "not a disk category name"),
     ],
 )
 def test_bad_settings_exit_with_a_message(

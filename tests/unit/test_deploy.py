@@ -681,6 +681,29 @@ def test_each_sidecar_role_covers_what_it_needs(mode: str) -> None:
     assert leases["metadata"]["namespace"] == "kube-system"
 
 
+CAPACITY_NEEDS = {
+    ("storage.k8s.io", "csistoragecapacities", verb)
+    for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+} | {("", "pods", "get")}  # the provisioner's own pod, to find its StatefulSet as owner
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_capacity_tracking_is_wired_end_to_end(mode: str) -> None:
+    """GET_CAPACITY reaches the scheduler only with all of it: the provisioner's flag and
+    the env it needs, CSIStorageCapacity RBAC in its namespace, and the CSIDriver's opt-in."""
+    objs = objects(mode)
+    statefulset = find(objs, "StatefulSet", "csi-disk-controller")
+    provisioner = containers(statefulset)["csi-provisioner"]
+    assert "--enable-capacity" in provisioner["args"]
+    assert arg_value(provisioner, "--capacity-ownerref-level") == "1"  # the StatefulSet
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in provisioner["env"]}
+    assert fields == {"POD_NAME": "metadata.name", "NAMESPACE": "metadata.namespace"}
+    assert rules_bound_to(objs, "csi-disk-controller") >= CAPACITY_NEEDS
+    role = find(objs, "Role", "csi-disk-capacity")
+    assert role["metadata"]["namespace"] == statefulset["metadata"]["namespace"]
+    assert find(objs, "CSIDriver", DRIVER_NAME)["spec"]["storageCapacity"] is True
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_rbac_is_least_privilege(mode: str) -> None:
     objs = objects(mode)
@@ -837,6 +860,9 @@ def test_ram_policies_follow_the_attach_mode(mode: str) -> None:
     assert "ecs:DeleteDisk" not in _actions(policies["node"])
     if mode == "controller":
         assert all(a.startswith("ecs:Describe") for a in _actions(policies["node"]))
+    # The node learns what its instance type attaches, the controller what each zone sells.
+    for policy in policies.values():
+        assert "ecs:DescribeAvailableResource" in _actions(policy)
     for policy in policies.values():
         assert policy["Version"] == "1"
         for stmt in policy["Statement"]:

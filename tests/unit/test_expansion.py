@@ -111,6 +111,18 @@ def test_modify_refuses_what_the_size_cannot_carry(
     assert cloud.calls["modify_disk_spec"] == 0
 
 
+def test_modify_keeps_a_regional_disk_regional(
+    ctl: ControllerService, cloud: InMemoryCloud
+) -> None:
+    regional = cloud.add_disk(zone="", category="cloud_regional_disk_auto", size_gib=40)
+    zonal = cloud.add_disk(size_gib=40)
+    with pytest.raises(InvalidArgument, match="regional disk stays regional"):
+        modify(ctl, regional.id, type="cloud_essd")
+    with pytest.raises(InvalidArgument, match="regional disk stays regional"):
+        modify(ctl, zonal.id, type="cloud_regional_disk_auto")
+    assert cloud.calls["modify_disk_spec"] == 0
+
+
 def test_modify_ids_that_name_nothing(ctl: ControllerService, cloud: InMemoryCloud) -> None:
     """An id no disk can have is NOT_FOUND without an ECS call; a bad request stays
     INVALID_ARGUMENT whatever its id."""

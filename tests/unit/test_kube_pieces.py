@@ -96,3 +96,22 @@ def test_sandbox_binds_want_absolute_paths(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_bind(text)
     assert parse_bind("/a:/data") == ("/a", "/data")
+
+
+def test_the_clusters_layout_holds_what_the_scenarios_rely_on() -> None:
+    """Every zone selling the seed's cloud_ssd has two nodes that attach it (a pod moves
+    between them); ESSD Entry attaches to one node only; regional ESSD in two zones."""
+    from csi_disk_demo.kube.cluster import LAYOUT, emulator_topology
+    from csi_disk_emulator.topology import INSTANCE_TYPES, Topology
+
+    topology = Topology.from_json(emulator_topology(LAYOUT))
+    attaching: dict[str, list[tuple[str, str]]] = {}
+    for instance in topology.instances:
+        for category in INSTANCE_TYPES[instance.instance_type].categories:
+            attaching.setdefault(category, []).append((instance.zone, instance.instance_type))
+    for zone in topology.zones:
+        if "cloud_ssd" in zone.categories:
+            assert sum(z == zone.id for z, _ in attaching["cloud_ssd"]) >= 2, zone.id
+    assert [t for _, t in attaching["cloud_essd_entry"]] == ["ecs.u1-c1m2.large"]
+    assert len({z for z, _ in attaching["cloud_regional_disk_auto"]}) == 2
+    assert "cloud_ssd" not in topology.zones[-1].categories

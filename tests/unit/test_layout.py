@@ -26,8 +26,9 @@ SIBLINGS = ("csi_disk_emulator", "csi_disk_demo", "csi_disk_tools")
 RETIRED = ("csi_disk.emulator", "csi_disk.demo", "csi_disk.cluster", "csi_disk.stack",
            "csi_disk.manifests", "csi_disk.protogen")  # fmt: skip
 # Pure logic: decisions over values, no I/O, so nothing from the cloud or host ports.
-PURE = ("parameters", "topology", "categories", "capabilities", "fstypes", "mount_flags",
-        "volume_ids", "tokens", "locks", "errors", "deadlines", "quoting")  # fmt: skip
+PURE = ("parameters", "topology", "placement", "categories", "capabilities", "fstypes",
+        "mount_flags", "volume_ids", "tokens", "locks", "errors", "deadlines",
+        "quoting")  # fmt: skip
 PORTS = ("csi_disk.cloud", "csi_disk.host")
 
 

@@ -21,7 +21,7 @@ from csi_disk.host.filesystems import Probe
 from csi_disk.host.run import CommandFailed
 from csi_disk.node import UNPUBLISHED_DEVICE_GRACE, NodeService, max_volumes
 from csi_disk.tokens import VOLUME_NAME_TAG
-from tests.fakes import HERE, FakeHost, InMemoryCloud
+from tests.fakes import HERE, FakeHost, InMemoryCloud, ecs_error
 from tests.waiting import wait_until
 
 ZONE = "cn-hangzhou-h"
@@ -148,12 +148,66 @@ def test_node_info_reports_upstream_topology_and_free_disk_slots(
     assert sum(cloud.calls.values()) == calls  # computed once, at start
     assert info.node_id == HERE
     assert info.max_volumes_per_node == 14
+    # The categories ecs.g7.large attaches in this zone, as upstream's node labels.
+    disk_type = "node.csi.alibabacloud.com/disktype."
     assert dict(info.accessible_topology.segments) == {
         topology.ZONE_KEY: ZONE,
         topology.K8S_ZONE_KEY: ZONE,
         topology.K8S_REGION_KEY: "cn-hangzhou",
         topology.INSTANCE_ID_KEY: HERE,
-    }
+        **{f"{disk_type}{c}": "available"
+           for c in ("cloud_auto", "cloud_efficiency", "cloud_essd", "cloud_ssd")},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "configured", "expected"),
+    [
+        # NVMe g8i: ESSD-class disks, and regional ESSDs from the region-wide answer.
+        ("ecs.g8i.large", "", {"cloud_auto", "cloud_essd", "cloud_regional_disk_auto"}),
+        ("ecs.u1-c1m2.large", "", {"cloud_auto", "cloud_efficiency", "cloud_essd",
+                                   "cloud_essd_entry", "cloud_ssd"}),
+        # Stated: no ECS call at all.
+        ("ecs.g7.large", "cloud_essd, cloud_auto,cloud_essd", {"cloud_auto", "cloud_essd"}),
+        ("ecs.g7.large", "none", set()),
+    ],
+)  # fmt: skip
+def test_node_info_reports_the_categories_its_instance_type_attaches(
+    cloud: InMemoryCloud,
+    waiter: DiskWaiter,
+    kubelet: Path,
+    instance_type: str,
+    configured: str,
+    expected: set[str],
+) -> None:
+    metadata = FakeMetadata()
+    metadata.instance_type = lambda: instance_type  # type: ignore[method-assign]
+    config = Config(kubelet_dir=kubelet, max_volumes_per_node=3, disk_categories=configured)
+    service = NodeService.from_metadata(config, metadata, cloud, waiter)
+    segments = service.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), None).accessible_topology.segments
+    assert topology.disk_types_of(segments) == (frozenset(expected) if expected else None)
+    assert all(segments[topology.disk_type_key(c)] == "available" for c in expected)
+    assert (cloud.calls["available_disks"] == 2) is (configured == "")
+
+
+def test_a_node_that_may_not_ask_reports_no_disk_types_and_starts(
+    cloud: InMemoryCloud, waiter: DiskWaiter, kubelet: Path
+) -> None:
+    cloud.fail("available_disks", ecs_error("Forbidden.RAM", "", "DescribeAvailableResource"))
+    config = Config(kubelet_dir=kubelet, max_volumes_per_node=3)
+    service = NodeService.from_metadata(config, FakeMetadata(), cloud, waiter)
+    segments = service.NodeGetInfo(csi_pb2.NodeGetInfoRequest(), None).accessible_topology.segments
+    assert topology.disk_types_of(segments) is None
+    assert segments[topology.ZONE_KEY] == ZONE
+
+
+def test_a_node_start_is_retried_when_ecs_cannot_answer_which_types_it_attaches(
+    cloud: InMemoryCloud, waiter: DiskWaiter, kubelet: Path
+) -> None:
+    cloud.fail("available_disks", ecs_error("ServiceUnavailable", "", "DescribeAvailableResource"))
+    config = Config(kubelet_dir=kubelet, max_volumes_per_node=3)
+    with pytest.raises(DriverError):
+        NodeService.from_metadata(config, FakeMetadata(), cloud, waiter)
 
 
 def test_node_info_overrides_from_config(

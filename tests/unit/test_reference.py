@@ -22,5 +22,6 @@ def test_reference_documents_every_serve_flag_and_topology_key() -> None:
         "topology.kubernetes.io/zone",
         "topology.kubernetes.io/region",
         "alibabacloud.com/ecs-instance-id",
+        "node.csi.alibabacloud.com/disktype.<category>",
     ):
         assert f"`{key}`" in reference, key

@@ -136,6 +136,52 @@ def test_node_and_volume_segments() -> None:
     assert volume_segment("z") == {ZONE_KEY: "z"}
 
 
+DISK_TYPE = "node.csi.alibabacloud.com/disktype."
+
+
+def test_disk_types_are_upstreams_node_labels() -> None:
+    segments = node_segments("z", "r", "i-1", ["cloud_essd", "cloud_auto"])
+    assert segments[f"{DISK_TYPE}cloud_essd"] == segments[f"{DISK_TYPE}cloud_auto"] == "available"
+    assert topology.disk_types_of(segments) == {"cloud_essd", "cloud_auto"}
+    # A node that reports none restricts nothing; upstream reads the key, not its value.
+    assert topology.disk_types_of({ZONE_KEY: "z"}) is None
+    assert topology.disk_types_of({f"{DISK_TYPE}cloud_ssd": "true"}) == {"cloud_ssd"}
+
+
+def test_volume_segments_of_zonal_and_regional_disks() -> None:
+    assert volume_segment("z", category="cloud_essd", attached_by_type=True) == {
+        ZONE_KEY: "z",
+        f"{DISK_TYPE}cloud_essd": "available",
+    }
+    regional = "cloud_regional_disk_auto"
+    assert volume_segment("", region="cn-hangzhou", category=regional) == {
+        K8S_REGION_KEY: "cn-hangzhou"
+    }
+    assert volume_segment("", region="r", category=regional, attached_by_type=True) == {
+        K8S_REGION_KEY: "r",
+        f"{DISK_TYPE}{regional}": "available",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("", None),
+        ("  ", None),
+        ("none", ()),
+        ("cloud_essd, cloud_auto,,cloud_essd", ("cloud_essd", "cloud_auto")),
+    ],
+)
+def test_disk_categories_setting(value: str, parsed: tuple[str, ...] | None) -> None:
+    assert topology.parse_disk_categories(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["cloud-essd", "Cloud_ESSD", "cloud_essd,a/b", "x" * 64])
+def test_disk_categories_setting_refuses_what_cannot_be_a_label(value: str) -> None:
+    with pytest.raises(ValueError, match="not a disk category name"):
+        topology.parse_disk_categories(value)
+
+
 zones = st.sampled_from([f"cn-hangzhou-{x}" for x in "abcde"])
 
 

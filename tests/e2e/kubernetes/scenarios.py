@@ -20,7 +20,9 @@ from tests.e2e.kubernetes.story import (
     bound_volume,
     by_kind,
     calls,
+    capacity_on,
     claim,
+    claim_of,
     cordoned,
     delete,
     emulator_disks,
@@ -28,6 +30,7 @@ from tests.e2e.kubernetes.story import (
     example,
     node_ready,
     operator_disk,
+    provisioning_failures,
     refused,
     running_pod,
     seed_deployment,
@@ -144,24 +147,28 @@ def topology_aware(cluster: Cluster) -> None:
 
 
 def category_not_sold(cluster: Cluster) -> None:
-    """cloud_ssd is not sold in the last zone: the provisioner's RESOURCE_EXHAUSTED sends the
-    pod back to the scheduler, which places it in another zone. The other zones' nodes are
-    cordoned until the refusal, so the scheduler's first choice is the last zone."""
+    """cloud_ssd is not sold in the last zone, whose NVMe nodes could not attach it anyway:
+    every node there has no capacity for the class (csi-provisioner's CSIStorageCapacity from
+    GetCapacity). With the other zones' nodes cordoned the scheduler keeps the pod Pending,
+    saying so, and no CreateVolume is tried; uncordoned, the pod runs in another zone."""
     last = cluster.info.zones[-1]
     others = [i.id for i in cluster.info.instances if i.zone != last]
-    objects = example("dynamic.yaml")
-    pvc, deployment = by_kind(objects, "PersistentVolumeClaim"), by_kind(objects, "Deployment")
-    pvc["metadata"]["name"] = "no-ssd-pvc"
+    pvc = claim_of("no-ssd-pvc", "alicloud-disk-aware")
     deployment = seed_deployment("no-ssd-pvc", "no-ssd")
+    creates = calls(cluster, "CreateDisk")
     try:
+        for instance in cluster.info.instances_in(last):
+            assert capacity_on(cluster, "alicloud-disk-aware", instance.id) == "0"
         with cordoned(cluster, others):
             apply(cluster, pvc, deployment)
-            cluster.wait(
-                lambda: any(
-                    "ResourceExhausted" in e or "RESOURCE_EXHAUSTED" in e
-                    for e in events_about(cluster, "no-ssd-pvc")
-                ),
-                "the provisioner's RESOURCE_EXHAUSTED",
+            pending = cluster.wait(
+                lambda: [p for p in cluster.pods(selector="app=no-ssd") if refused(p)],
+                "the pod refused by the scheduler",
+            )
+            message = pending[0]["status"]["conditions"][0]["message"]
+            assert "did not have enough free storage" in message, message
+            assert SELECTED_NODE not in claim(cluster, "no-ssd-pvc")["metadata"].get(
+                "annotations", {}
             )
         pod = running_pod(cluster, "no-ssd")
         zone = cluster.zone_of(pod["spec"]["nodeName"])
@@ -169,6 +176,8 @@ def category_not_sold(cluster: Cluster) -> None:
         pv = bound_volume(cluster, "no-ssd-pvc")
         assert affinity_zone(pv) == zone
         assert emulator_disks(cluster)[pv["spec"]["csi"]["volumeHandle"]]["zone"] == zone
+        assert calls(cluster, "CreateDisk") == creates + 1, "a CreateDisk failed or was repeated"
+        assert not provisioning_failures(cluster, "no-ssd-pvc")
     finally:
         delete(cluster, deployment, pvc)
 

@@ -18,9 +18,12 @@ from typing import Any
 from csi_disk_demo.kube import objects
 from csi_disk_demo.kube.cluster import Cluster
 from csi_disk_demo.kube.objects import (  # noqa: F401 - the scenarios' vocabulary, re-exported
+    DISK_TYPE,
     OUT_OF_SERVICE,
+    REGION,
     SELECTED_NODE,
     ZONE,
+    affinity,
     affinity_zone,
     apply,
     attached_to,
@@ -28,16 +31,21 @@ from csi_disk_demo.kube.objects import (  # noqa: F401 - the scenarios' vocabula
     bound_volume,
     by_kind,
     calls,
+    capacity_on,
     claim,
+    claim_of,
     cordoned,
     delete,
     emulator_disks,
     events_about,
     example,
+    node_labels,
     node_ready,
     operator_disk,
+    provisioning_failures,
     refused,
     seed_deployment,
+    storage_class,
     volume,
 )
 from csi_disk_demo.stack import leftovers

@@ -52,7 +52,7 @@ def test_topology_aware_claim_and_data_across_nodes(cluster: Cluster) -> None:
     scenarios.topology_aware(cluster)
 
 
-def test_category_not_sold_in_a_zone_is_rescheduled(cluster: Cluster) -> None:
+def test_a_zone_that_does_not_sell_the_category_is_never_chosen(cluster: Cluster) -> None:
     scenarios.category_not_sold(cluster)
 
 

@@ -88,8 +88,11 @@ def test_demo_command_succeeds(tmp_path: Path) -> None:
     assert "checks passed." in result.stdout
     assert "FAIL" not in result.stdout
     for shown in ("$ kubectl get pvc disk-pvc", "volume.kubernetes.io/selected-node: ",
-                  "lost+found\ntest", "NotReady"):  # fmt: skip
+                  "lost+found\ntest", "NotReady", "DISKTYPE.CLOUD_ESSD_ENTRY"):  # fmt: skip
         assert shown in result.stdout
+    capacities = [line.split() for line in result.stdout.splitlines()
+                  if line.startswith("alicloud-disk-entry ")]  # fmt: skip
+    assert sorted(c[2] for c in capacities) == ["0"] * 6 + ["1Pi"], capacities
     assert leftovers(tmp_path) == ([], [])
 
 

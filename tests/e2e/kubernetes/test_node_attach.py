@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from csi_disk_demo.kube.cluster import Cluster
-from tests.e2e.kubernetes import scenarios
+from tests.e2e.kubernetes import placement, scenarios
 from tests.e2e.kubernetes.story import running_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.kubernetes, pytest.mark.timeout(300)]
@@ -33,8 +33,20 @@ def test_topology_aware_claim_and_data_across_nodes(cluster: Cluster) -> None:
     assert not cluster.admin.get("/apis/storage.k8s.io/v1/volumeattachments")["items"]
 
 
-def test_category_not_sold_in_a_zone_is_rescheduled(cluster: Cluster) -> None:
+def test_a_zone_that_does_not_sell_the_category_is_never_chosen(cluster: Cluster) -> None:
     scenarios.category_not_sold(cluster)
+
+
+def test_a_category_only_some_families_attach_lands_on_one_of_them(cluster: Cluster) -> None:
+    placement.family_placement(cluster)
+
+
+def test_a_regional_disk_follows_its_pod_across_zones(cluster: Cluster) -> None:
+    placement.regional_follows_its_pod(cluster)
+
+
+def test_a_zone_out_of_stock_is_skipped_by_the_scheduler(cluster: Cluster) -> None:
+    placement.out_of_stock_zone_is_skipped(cluster)
 
 
 def test_online_resize(cluster: Cluster) -> None:

@@ -148,3 +148,27 @@ def test_ram_role_credentials_from_the_metadata_service(emu, make_cloud) -> None
     assert cloud.describe_instance(instance.id) is not None
     assert provider.invalidations == 1
     assert provider.get().access_key_id != first.access_key_id
+
+
+def test_available_disks_per_zone_family_and_region(emu, cloud) -> None:
+    h, _, j = emu.zones
+    every = cloud.available_disks()
+    assert {o.zone for o in every} == set(emu.zones)
+    assert ("cloud_ssd" in {o.category for o in every if o.zone == h}) and not any(
+        o.zone == j and o.category == "cloud_ssd" for o in every
+    )
+    g8i = cloud.available_disks(zone=j, instance_type="ecs.g8i.large")
+    assert {(o.zone, o.category) for o in g8i} == {(j, "cloud_essd"), (j, "cloud_auto")}
+    (regional,) = cloud.available_disks(regional=True, instance_type="ecs.g8i.large")
+    assert (regional.zone, regional.category, regional.min_gib) == (
+        "",
+        "cloud_regional_disk_auto",
+        10,
+    )
+    assert regional.in_stock
+    emu.admin("POST", "/stock", {"zone": h, "category": "cloud_auto", "count": 0, "closed": True})
+    try:
+        auto = next(o for o in cloud.available_disks(zone=h) if o.category == "cloud_auto")
+        assert (auto.status_category, auto.in_stock) == ("ClosedWithoutStock", False)
+    finally:
+        emu.admin("POST", "/stock", {"zone": h, "category": "cloud_auto", "count": None})

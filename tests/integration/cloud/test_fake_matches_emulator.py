@@ -20,6 +20,7 @@ from csi_disk.cloud.errors import EcsError
 from csi_disk.cloud.port import AVAILABLE, IN_USE, Cloud, Disk, DiskRequest
 from csi_disk.cloud.retry import RetryPolicy
 from csi_disk_emulator.process import EmulatorInfo, running_emulator
+from csi_disk_emulator.topology import ZONAL_CATEGORIES, default_topology
 from tests.fakes import InMemoryCloud
 from tests.waiting import wait_until
 
@@ -166,7 +167,38 @@ def snapshotting(w: World) -> list[str]:
     return steps
 
 
-SCENARIOS = [creating, resizing, modifying, attaching, snapshotting]
+def offering(w: World) -> list[str]:
+    """What DescribeAvailableResource answers, per zone and for the region, with and without
+    an instance type, and what a family cannot attach."""
+
+    def listed(**query: object) -> str:
+        offers = w.cloud.available_disks(**query)  # type: ignore[arg-type]
+        return str(sorted((o.zone, o.category, o.status_category, o.min_gib, o.max_gib)
+                          for o in offers))  # fmt: skip
+
+    entry = w.create(20, category="cloud_essd_entry")
+    return [
+        listed(),
+        listed(zone=w.zone, instance_type="ecs.g8i.large"),
+        listed(regional=True),
+        listed(regional=True, instance_type="ecs.g7.large"),
+        outcome(lambda: w.cloud.available_disks(instance_type="ecs.nope.large")),
+        outcome(lambda: w.cloud.attach_disk(entry, w.here)),
+    ]
+
+
+def regional(w: World) -> list[str]:
+    """A regional ESSD: no zone, its own size range, attached only by families that take it."""
+    make = w.cloud.create_disk
+    disk_id = w.create(20, zone="", category="cloud_regional_disk_auto")
+    return [
+        w.disk(disk_id).zone or "no zone",
+        outcome(lambda: make(DiskRequest("", "cloud_regional_disk_auto", 9, "n:rg-small"))),
+        outcome(lambda: w.cloud.attach_disk(disk_id, w.far)),
+    ]
+
+
+SCENARIOS = [creating, resizing, modifying, attaching, snapshotting, offering, regional]
 
 
 # --- the two worlds ----------------------------------------------------------------------------
@@ -199,6 +231,8 @@ def emulated(info: EmulatorInfo) -> World:
 
 def faked(info: EmulatorInfo) -> World:
     fake = InMemoryCloud(region=info.region, zones=tuple(info.zones), latency=1, cooling=1000)
+    for zone in default_topology(info.region, list(info.zones)).zones:
+        fake.unsupported |= {(zone.id, c) for c in ZONAL_CATEGORIES if c not in zone.categories}
     for instance in info.instances:
         fake.add_instance(instance.id, instance.zone, instance_type=instance.instance_type)
     world = emulated(info)

@@ -125,7 +125,10 @@ def test_stock_runs_out_per_zone_and_category(ecs: Ecs, emulator: EmulatorInfo) 
         assert ecs.create(zone, DiskCategory="cloud_essd", Size=20)
         assert ecs.create(emulator.zones[0], DiskCategory="cloud_ssd", Size=20)
         resources = ecs.call(
-            "DescribeAvailableResource", DestinationResource="DataDisk", ZoneId=zone
+            "DescribeAvailableResource",
+            DestinationResource="DataDisk",
+            ResourceType="disk",
+            ZoneId=zone,
         )
         supported = resources["AvailableZones"]["AvailableZone"][0]["AvailableResources"][
             "AvailableResource"

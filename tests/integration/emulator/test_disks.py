@@ -103,7 +103,7 @@ def test_instance_family_without_the_category_refuses_attach(ecs: Ecs) -> None:
     nvme = next(i for i in ecs.info.instances if i.bus == "nvme")
     disk_id = ecs.create_available(nvme.zone, DiskCategory="cloud_efficiency", Size=20)
     err = ecs.error("AttachDisk", DiskId=disk_id, InstanceId=nvme.id)
-    assert _code(err) == ("InvalidDiskCategory.NotSupported", 403)
+    assert _code(err) == ("InvalidInstanceType.NotSupportDiskCategory", 403)
 
 
 def test_attach_across_zones_is_refused(ecs: Ecs) -> None:
@@ -297,7 +297,10 @@ def test_describe_instances_zones_types_and_resources(ecs: Ecs) -> None:
     types = ecs.call("DescribeInstanceTypes", InstanceTypess=["ecs.g8i.large"])
     assert types["InstanceTypes"]["InstanceType"][0]["NvmeSupport"] == "required"
     resources = ecs.call(
-        "DescribeAvailableResource", DestinationResource="DataDisk", ZoneId=info.zones[2]
+        "DescribeAvailableResource",
+        DestinationResource="DataDisk",
+        ResourceType="disk",
+        ZoneId=info.zones[2],
     )
     zone = resources["AvailableZones"]["AvailableZone"][0]
     values = [
@@ -319,7 +322,17 @@ def test_describe_instances_zones_types_and_resources(ecs: Ecs) -> None:
         (
             "DescribeAvailableResource",
             models.DescribeAvailableResourceResponseBody,
-            {"DestinationResource": "DataDisk"},
+            {"DestinationResource": "DataDisk", "ResourceType": "disk"},
+        ),
+        (
+            "DescribeAvailableResource",
+            models.DescribeAvailableResourceResponseBody,
+            {"DestinationResource": "DataDisk", "ResourceType": "disk", "Scope": "region"},
+        ),
+        (
+            "DescribeDisks",
+            models.DescribeDisksResponseBody,
+            {"AdditionalAttributess": ["Placement"]},
         ),
         ("DescribeDisks", models.DescribeDisksResponseBody, {"MaxResults": 1}),
     ],
