@@ -168,7 +168,15 @@ def http_status(code: str) -> int:
     return answer(code)[0]
 
 
+# Codes that mean something else to one action: an instance family that cannot attach the
+# category is the node's condition at AttachDisk, a spec change's argument elsewhere.
+MEANING_AT: dict[tuple[str, str], type[EcsError]] = {
+    ("AttachDisk", "InvalidInstanceType.NotSupportDiskCategory"): EcsFailedPrecondition,
+}
+
+
 def ecs_error(code: str, message: str = "", action: str = "") -> EcsError:
     """The error the Cloud port raises when ECS answers ``code``, by this table."""
     text = f"ECS {action or 'call'} failed: {code}: {message or answer(code)[1]}"
-    return MEANING[code](text, ecs_code=code, http_status=http_status(code), action=action)
+    meaning = MEANING_AT.get((action, code)) or MEANING[code]
+    return meaning(text, ecs_code=code, http_status=http_status(code), action=action)

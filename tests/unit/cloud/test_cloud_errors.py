@@ -212,3 +212,20 @@ def test_refusals_about_the_instance_are_told_apart(
     assert errors.names_missing_instance(err) is missing
     assert errors.says_instance_changed(err) is changed
     assert errors.says_other_zone(err) is other_zone
+
+
+@pytest.mark.parametrize(
+    ("action", "code"),
+    [
+        ("AttachDisk", "FAILED_PRECONDITION"),
+        ("ModifyDiskSpec", "INVALID_ARGUMENT"),
+        ("", "INVALID_ARGUMENT"),
+    ],
+)
+def test_a_family_that_cannot_take_the_category_means_what_the_action_asked(
+    action: str, code: str
+) -> None:
+    """At AttachDisk the node cannot take the disk (no retry helps); at a spec change the
+    change is infeasible, which the resizer reads from INVALID_ARGUMENT."""
+    err = from_ecs_code("InvalidInstanceType.NotSupportDiskCategory", "", action=action)
+    assert err.code == code
