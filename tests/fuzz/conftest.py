@@ -56,14 +56,18 @@ class Served:
 
 
 class LogTrap(logging.Handler):
-    """Every log record the plugin writes, formatted as the daemon would."""
+    """Every log line the plugin writes, formatted as the daemon would, that holds the
+    fuzz's secret; looked at as it is written, so a check costs nothing however long the
+    run."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
+        self.leaks: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
+        line = self.format(record)
+        if SECRET_MARK in line:
+            self.leaks.append(line)
 
 
 @dataclass
@@ -145,9 +149,8 @@ class Rig:
             problems.append(f"mounts outside the kubelet dir changed: {changed}")
         if loops and self.loops_outside():
             problems.append(f"loop devices outside the emulator: {self.loops_outside()}")
-        leaked = [line for line in self.logs.lines if SECRET_MARK in line]
-        if leaked:
-            problems.append(f"a secret reached the log: {leaked[0][:200]}")
+        if self.logs.leaks:
+            problems.append(f"a secret reached the log: {self.logs.leaks[0][:200]}")
         return problems
 
 
