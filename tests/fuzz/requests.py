@@ -36,7 +36,8 @@ PARAM_KEYS = [
     "retentionDays", "instantAccess", "csi.storage.k8s.io/volumesnapshot/name",
 ]  # fmt: skip
 PARAM_VALUES = [
-    "cloud_essd", "cloud_ssd,cloud_efficiency", "cloud_auto", "available", "PL0", "PL9",
+    "cloud_essd", "cloud_ssd,cloud_efficiency", "cloud_auto", "cloud_essd_entry",
+    "cloud_regional_disk_auto", "available", "PL0", "PL9",
     "cn-hangzhou-h", "cn-hangzhou", "true", "false", "maybe", "1", "-1", "99999999999999",
     "k:v,a:b", "noColon", "-b 4096", "-E nodiscard;rm -rf /", "-L /etc", "rg-abc", "key-1",
     "ext4", "xfs", "http://x", "٣",
@@ -145,13 +146,24 @@ def capacity(draw: st.DrawFn) -> csi_pb2.CapacityRange:
     )
 
 
+TOPOLOGY_KEYS = [
+    "topology.diskplugin.csi.alibabacloud.com/zone", "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region", "alibabacloud.com/ecs-instance-id",
+    "node.csi.alibabacloud.com/disktype.cloud_essd",
+    "node.csi.alibabacloud.com/disktype.cloud_regional_disk_auto",
+]  # fmt: skip
+
+
+def segments(rig: Rig) -> st.SearchStrategy[dict[str, str]]:
+    values = [rig.zone, "cn-hangzhou-i", "cn-hangzhou", "nowhere", "available"]
+    return string_maps(TOPOLOGY_KEYS, values)
+
+
 def topology(draw: st.DrawFn, rig: Rig) -> csi_pb2.TopologyRequirement:
-    keys = ["topology.diskplugin.csi.alibabacloud.com/zone", "topology.kubernetes.io/zone",
-            "alibabacloud.com/ecs-instance-id"]  # fmt: skip
-    segments = st.lists(string_maps(keys, [rig.zone, "cn-hangzhou-i", "nowhere"]), max_size=3)
+    segments_ = st.lists(segments(rig), max_size=3)
     return csi_pb2.TopologyRequirement(
-        requisite=[csi_pb2.Topology(segments=s) for s in draw(segments)],
-        preferred=[csi_pb2.Topology(segments=s) for s in draw(segments)],
+        requisite=[csi_pb2.Topology(segments=s) for s in draw(segments_)],
+        preferred=[csi_pb2.Topology(segments=s) for s in draw(segments_)],
     )
 
 
@@ -248,6 +260,20 @@ def _caps_list(message: Any) -> Builder:
     return builder
 
 
+def _get_capacity(rig: Rig) -> st.SearchStrategy[Any]:
+    @st.composite
+    def build(draw: st.DrawFn) -> Any:
+        request = csi_pb2.GetCapacityRequest(
+            parameters=draw(string_maps(PARAM_KEYS, PARAM_VALUES)),
+            volume_capabilities=draw(st.lists(capabilities(), max_size=2)),
+        )
+        if draw(st.integers(0, 3)):
+            request.accessible_topology.segments.update(draw(segments(rig)))
+        return request
+
+    return build()
+
+
 CONSTANT: set[str] = set()  # calls whose request is sent as it is: nothing in it to vary
 
 
@@ -288,7 +314,7 @@ CONTROLLER: dict[str, Builder] = {
     ),
     "ValidateVolumeCapabilities": _caps_list(pb.ValidateVolumeCapabilitiesRequest),
     "ListVolumes": _simple(pb.ListVolumesRequest, max_entries=_entries, starting_token=_tokens),
-    "GetCapacity": _nothing(pb.GetCapacityRequest),
+    "GetCapacity": _get_capacity,
     "ControllerGetCapabilities": _nothing(pb.ControllerGetCapabilitiesRequest),
     "CreateSnapshot": _simple(
         pb.CreateSnapshotRequest,
