@@ -216,3 +216,37 @@ def _wait_ready(daemon: Daemon) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"csi-disk serve not ready after {READY_TIMEOUT:.0f}s")
         time.sleep(0.05)
+
+
+def work_through(
+    workers: int, count: int, call: Callable[[int], object], what: str = "calls"
+) -> float:
+    """``workers`` threads call ``call`` for each index below ``count``; seconds until the
+    last is done. A failure ends its thread and is raised after the run, not lost in it."""
+    lock = threading.Lock()
+    next_index = [0]
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next_index[0]
+                next_index[0] += 1
+            if index >= count:
+                return
+            try:
+                call(index)
+            except BaseException as err:
+                with lock:
+                    errors.append(err)
+                return
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(f"{len(errors)} {what} failed; first: {errors[0]!r}")
+    return time.monotonic() - began

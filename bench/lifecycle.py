@@ -40,7 +40,17 @@ from pathlib import Path
 
 import grpc
 
-from bench.common import Daemon, Report, ak_env, emulator, percentile, ratio, rss_kib, serving
+from bench.common import (
+    Daemon,
+    Report,
+    ak_env,
+    emulator,
+    percentile,
+    ratio,
+    rss_kib,
+    serving,
+    work_through,
+)
 from csi_disk.cloud.credentials import Credentials, StaticProvider
 from csi_disk.cloud.ecs import EcsCloud
 from csi_disk.cloud.port import AVAILABLE, DiskRequest
@@ -360,45 +370,14 @@ def direct_floor(info: EmulatorInfo, n: int, workers: int) -> Floor:
     def delete(i: int) -> None:
         cloud.delete_disk(disk_ids[i])
 
-    create_s = run_direct(workers, items, create)
+    create_s = work_through(workers, len(items), create, "direct creates")
     deadline = time.monotonic() + CALL_TIMEOUT
     while not all(d.status == AVAILABLE for d in cloud.describe_disks(disk_ids)):
         if time.monotonic() > deadline:
             raise RuntimeError("the floor's disks never became Available")
         time.sleep(0.1)
-    delete_s = run_direct(workers, items, delete)
+    delete_s = work_through(workers, len(items), delete, "direct deletes")
     return Floor(create_s, delete_s)
-
-
-def run_direct(workers: int, items: Sequence[str], call: Callable[[int], object]) -> float:
-    """``workers`` threads work through ``items``; seconds until the last is done."""
-    lock = threading.Lock()
-    next_index = [0]
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        while True:
-            with lock:
-                index = next_index[0]
-                next_index[0] += 1
-            if index >= len(items):
-                return
-            try:
-                call(index)
-            except BaseException as err:
-                with lock:
-                    errors.append(err)
-                return
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} direct calls failed; first: {errors[0]!r}")
-    return time.monotonic() - began
 
 
 def quota_wait(n: int, per_minute: int) -> float:

@@ -8,13 +8,22 @@ a cache or registry that keeps something per volume shows up as steady growth pe
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Daemon, Report, ak_env, emulator, ratio, rss_kib, serve_args, serving
+from bench.common import (
+    Daemon,
+    Report,
+    ak_env,
+    emulator,
+    ratio,
+    rss_kib,
+    serve_args,
+    serving,
+    work_through,
+)
 from bench.create import CALL_TIMEOUT, create_request
 from csi_disk.csi_pb import csi_pb2
 
@@ -36,37 +45,14 @@ def create_and_delete(daemon: Daemon, volumes: int, callers: int) -> None:
     """Each of ``volumes`` volumes created, then deleted, by ``callers`` threads."""
     stub = daemon.controller
     run = uuid.uuid4().hex[:10]
-    lock = threading.Lock()
-    next_index = [0]
-    errors: list[BaseException] = []
 
-    def worker() -> None:
-        while True:
-            with lock:
-                index = next_index[0]
-                next_index[0] += 1
-            if index >= volumes:
-                return
-            try:
-                reply = stub.CreateVolume(
-                    create_request(f"pvc-{run}-{index}"), timeout=CALL_TIMEOUT
-                )
-                stub.DeleteVolume(
-                    csi_pb2.DeleteVolumeRequest(volume_id=reply.volume.volume_id),
-                    timeout=CALL_TIMEOUT,
-                )
-            except BaseException as err:  # reported after the run, not lost in a thread
-                with lock:
-                    errors.append(err)
-                return
+    def cycle(index: int) -> None:
+        reply = stub.CreateVolume(create_request(f"pvc-{run}-{index}"), timeout=CALL_TIMEOUT)
+        stub.DeleteVolume(
+            csi_pb2.DeleteVolumeRequest(volume_id=reply.volume.volume_id), timeout=CALL_TIMEOUT
+        )
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(f"{len(errors)} volume cycles failed; first: {errors[0]!r}")
+    work_through(callers, volumes, cycle, "volume cycles")
 
 
 def run(workdir: Path, quick: bool) -> Report:
