@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from csi_disk import __version__
+from csi_disk.cloud.quotas import parse_quotas
 from csi_disk.config import ATTACH_MODES, MODES, Config, check
 from csi_disk.server import parse_endpoint
 
@@ -145,6 +146,7 @@ def config_from(args: argparse.Namespace, environ: dict[str, str] | None = None)
     try:
         check(config)
         parse_endpoint(config.endpoint)
+        parse_quotas(config.api_quotas)  # ValueError naming the bad entry
     except ValueError as err:
         raise SystemExit(f"csi-disk: {err}") from None
     return config

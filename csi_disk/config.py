@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csi_disk import DRIVER_NAME
-from csi_disk.cloud.quotas import parse_quotas
 from csi_disk.topology import parse_disk_categories
 
 MODES = ("all", "controller", "node")
@@ -70,7 +69,6 @@ def check(config: Config) -> None:
     for name, path in (("kubelet-dir", config.kubelet_dir), ("device-root", config.device_root)):
         if not str(path) or not path.is_absolute():
             raise ValueError(f"{name} must be an absolute path, not {str(path)!r}")
-    parse_quotas(config.api_quotas)  # ValueError naming the bad entry
     if config.metrics_address:
         _host, sep, port = config.metrics_address.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
