@@ -161,7 +161,7 @@ class Attacher:
         self.instances.note(err, instance_id)
         if names_missing_instance(err):
             raise NotFound(f"node {instance_id} is not an ECS instance in this region") from None
-        if err.code == "NOT_FOUND":
+        if isinstance(err, NotFound):
             raise NotFound(f"volume {disk_id} does not exist") from None
         if says_other_zone(err):
             described = self._describe(disk_id)
@@ -302,7 +302,7 @@ class Attacher:
                 try:
                     self._cloud.detach_disk(disk_id, instance_id)
                 except EcsError as err:
-                    if err.code == "NOT_FOUND" or says_not_attached(err):
+                    if isinstance(err, NotFound) or says_not_attached(err):
                         return  # the disk or the instance is gone, or it is not attached
                     self.instances.note(err, instance_id)
                     lost = err.retryable and not err.not_applied

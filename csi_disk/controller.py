@@ -366,7 +366,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         mismatched = False
         for attempt in attempts:
             request = dataclasses.replace(attempt, client_token=token)
-            label = _label(request)
+            label = placement.label(request.category, request.performance_level)
             try:
                 disk_id = self.cloud.create_disk(request)
             except EcsError as err:
@@ -636,11 +636,6 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
 def _zone_of(disk: Disk) -> str:
     """The zone a disk is used in; none for a regional disk, whatever ECS shows as its zone."""
     return "" if categories.is_regional(disk.category) else disk.zone
-
-
-def _label(request: DiskRequest) -> str:
-    level = request.performance_level
-    return f"{request.category}.{level}" if level else request.category
 
 
 def _fingerprint(attempts: Sequence[DiskRequest]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,10 +141,6 @@ def pod_story(cluster: Cluster, app: str) -> str:
 
 def nodes_in(cluster: Cluster, zone: str) -> list[str]:
     return [i.id for i in cluster.info.instances_in(zone)]
-
-
-def wait_for(condition: Callable[[], Any], what: str, cluster: Cluster, timeout: float = 90) -> Any:
-    return cluster.wait(condition, what, timeout)
 
 
 def sidecar_refusals(cluster: Cluster) -> list[str]:

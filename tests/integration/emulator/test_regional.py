@@ -5,7 +5,6 @@ an instance in another zone, and ESSD Entry only on the u1 and e families."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from alibabacloud_ecs20140526 import models
 from csi_disk_emulator.process import EmulatorInfo, running_emulator
 from tests.integration.emulator.conftest import LATENCY_SCALE
 from tests.integration.emulator.sdk import Ecs
+from tests.waiting import wait_until
 
 REGIONAL = "cloud_regional_disk_auto"
 TOPOLOGY = {
@@ -157,11 +157,11 @@ def test_snapshot_resize_and_restore_of_a_regional_disk(ecs: Ecs) -> None:
     ecs.call("ResizeDisk", DiskId=disk_id, NewSize=40, Type="offline")
     assert ecs.disk(disk_id)["Size"] == 40
     snapshot_id = ecs.call("CreateSnapshot", DiskId=disk_id)["SnapshotId"]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def accomplished() -> bool:
         found = ecs.call("DescribeSnapshots", SnapshotIds=json.dumps([snapshot_id]))
-        if found["Snapshots"]["Snapshot"][0]["Status"] == "accomplished":
-            break
-        time.sleep(0.01)
+        return found["Snapshots"]["Snapshot"][0]["Status"] == "accomplished"
+
+    wait_until(accomplished, "the regional disk's snapshot accomplished", 20)
     restored = _regional(ecs, SnapshotId=snapshot_id, Size=40)
     assert ecs.disk(restored)["Size"] == 40
